@@ -1,0 +1,55 @@
+"""The ``wm`` command line: one entry point whose subcommands live beside the code they drive.
+
+Each command module exposes ``add_commands(subparsers)`` and keeps heavy imports (torch, SB3)
+inside its handlers, so ``wm envs list`` starts without loading torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: Modules that contribute subcommands, in help order. Missing ones are skipped with a note
+#: only while the toolkit is being assembled; every listed module ships with the package.
+COMMAND_MODULES: tuple[str, ...] = (
+    "envs.cli",
+    "worldmodel.data.cli",
+    "worldmodel.train.cli",
+    "worldmodel.eval_cli",
+    "agents.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``wm`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="wm",
+        description="World-model toolkit: moving-camera envs, multi-view datasets, GQN/NISO learners, SB3 agents.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name == name:
+                continue
+            raise
+        module.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``wm``; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.handler(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"wm: error: {err}", file=sys.stderr)
+        return 2
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""``wm envs``: list the environments, draw their frames, benchmark their speed (no torch)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+CAMERAS_FOR_SHOW: tuple[str, ...] = ("fixed", "moving")
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``wm envs {list,show,bench}``."""
+    envs = subparsers.add_parser("envs", help="moving-camera MuJoCo environments")
+    sub = envs.add_subparsers(dest="envs_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("list", help="list the environments with their options")
+    p.set_defaults(handler=_cmd_list)
+
+    p = sub.add_parser("show", help="write PNG grids of frames (fixed and moving cameras) and the maze map")
+    p.add_argument("--out", required=True, help="output directory for the PNG files")
+    p.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
+    p.add_argument("--steps", type=int, default=8, help="frames per row (default 8)")
+    p.add_argument("--every", type=int, default=5, help="env steps between shown frames (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_cmd_show)
+
+    p = sub.add_parser("bench", help="steps/s per env, camera and size, vs a raw mj_step + render loop")
+    p.add_argument("--envs", nargs="+", default=None, help="env ids (default: all)")
+    p.add_argument("--cameras", nargs="+", default=["fixed", "moving"], help="camera modes (default: fixed moving)")
+    p.add_argument("--sizes", nargs="+", type=int, default=[64, 84], help="image sizes (default: 64 84)")
+    p.add_argument("--steps", type=int, default=400, help="steps per timed run (default 400)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per configuration; the median is reported")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.set_defaults(handler=_cmd_bench)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    import envs
+    from envs.domain import DOMAIN_CHOICES
+    from envs.spaces import CAMERA_MODES, OBS_MODES
+
+    for env_id in envs.ENV_IDS:
+        spec = gym.spec(env_id)
+        env = gym.make(env_id, obs="state")
+        doc = (type(env.unwrapped).__doc__ or "").strip().splitlines()
+        print(f"{env_id}  ({spec.entry_point})")
+        print(f"    {doc[0] if doc else ''}")
+        print(f"    action space: {env.action_space}")
+        print(f"    obs: {', '.join(OBS_MODES)} | camera: {', '.join(CAMERA_MODES)} | domain: {', '.join(DOMAIN_CHOICES)}")
+        env.close()
+    return 0
+
+
+def tile(frames: list[np.ndarray], columns: int, pad: int = 2) -> np.ndarray:
+    """Tile equally sized uint8 ``[H,W,3]`` images into a grid with a white border."""
+    h, w = frames[0].shape[:2]
+    rows = (len(frames) + columns - 1) // columns
+    out = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, 3), 255, dtype=np.uint8)
+    for i, f in enumerate(frames):
+        r, c = divmod(i, columns)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        out[y : y + h, x : x + w] = f
+    return out
+
+
+def _save_png(image: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(image).save(path)
+
+
+def _rollout_frames(env_id: str, camera: str, size: int, steps: int, every: int, seed: int) -> tuple[list[np.ndarray], object]:
+    import gymnasium as gym
+
+    env = gym.make(env_id, obs="pixels", camera=camera, size=size)
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    frames = [obs]
+    while len(frames) < steps:
+        for _ in range(every):
+            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                obs, _ = env.reset()
+        frames.append(obs)
+    return frames, env
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    import envs
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for env_id in envs.ENV_IDS:
+        short = env_id.split("/")[1].split("-")[0].lower()
+        for camera in CAMERAS_FOR_SHOW:
+            frames, env = _rollout_frames(env_id, camera, args.size, args.steps, args.every, args.seed)
+            path = out / f"{short}_{camera}.png"
+            _save_png(tile(frames, columns=args.steps), path)
+            written.append(path)
+            if hasattr(env.unwrapped, "render_map"):
+                map_path = out / f"{short}_map.png"
+                _save_png(env.unwrapped.render_map(), map_path)
+                if map_path not in written:
+                    written.append(map_path)
+            env.close()
+    for p in written:
+        print(f"wrote {p}")
+    return 0
+
+
+def bench_env(env_id: str, camera: str, size: int, steps: int, repeats: int) -> dict:
+    """Median steps/s of ``env.step`` and of a raw ``mj_step`` + render loop on the same model."""
+    import gymnasium as gym
+    import mujoco
+
+    env = gym.make(env_id, obs="pixels", camera=camera, size=size)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    actions = [env.action_space.sample() for _ in range(steps)]
+    base = env.unwrapped
+    renderer = base.ensure_renderer()
+    model, data, n_sub = base.model, base.data, int(base.n_substeps)
+    from envs.camera import CameraPose
+
+    pose = CameraPose.from_viewpoint(base.viewpoint)
+
+    def run_env() -> float:
+        env.reset(seed=0)
+        t = time.perf_counter()
+        for a in actions:
+            _, _, term, trunc, _ = env.step(a)
+            if term or trunc:
+                env.reset()
+        return steps / (time.perf_counter() - t)
+
+    def run_raw() -> float:
+        t = time.perf_counter()
+        for _ in range(steps):
+            for _ in range(n_sub):
+                mujoco.mj_step(model, data)
+            renderer.render(data, pose)
+        return steps / (time.perf_counter() - t)
+
+    run_env(), run_raw()  # warm-up
+    env_rates = [run_env() for _ in range(repeats)]
+    raw_rates = [run_raw() for _ in range(repeats)]
+    env.close()
+    env_med, raw_med = statistics.median(env_rates), statistics.median(raw_rates)
+    return {
+        "env": env_id,
+        "camera": camera,
+        "size": size,
+        "env_steps_per_s": round(env_med, 1),
+        "raw_steps_per_s": round(raw_med, 1),
+        "overhead": round(raw_med / env_med, 3),
+        "env_runs": [round(r, 1) for r in env_rates],
+        "raw_runs": [round(r, 1) for r in raw_rates],
+    }
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import envs
+    from envs.spaces import CAMERA_MODES, check_choice
+
+    env_ids = args.envs or list(envs.ENV_IDS)
+    for e in env_ids:
+        check_choice("env", e, envs.ENV_IDS)
+    for c in args.cameras:
+        check_choice("camera", c, CAMERA_MODES)
+    results = []
+    print("| env | camera | size | env steps/s | raw loop steps/s | overhead (raw/env) |")
+    print("|---|---|---|---|---|---|")
+    for env_id in env_ids:
+        for camera in args.cameras:
+            for size in args.sizes:
+                r = bench_env(env_id, camera, size, args.steps, args.repeats)
+                results.append(r)
+                print(
+                    f"| {env_id} | {camera} | {size} | {r['env_steps_per_s']:.0f} | "
+                    f"{r['raw_steps_per_s']:.0f} | {r['overhead']:.2f}x |",
+                    flush=True,
+                )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0

@@ -1,0 +1,154 @@
+"""Visual domain parameters: the knobs that separate a "sim" domain from a shifted "real" one.
+
+A :class:`Domain` holds colours, floor texture, lighting and camera noise. ``DOMAINS`` names
+presets; ``domain="randomised"`` in an environment draws a fresh :func:`random_domain` at every
+reset. Domains are plain data (JSON-serialisable with :func:`dataclasses.asdict`) so a dataset
+records the one each scene used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+TEXTURES: tuple[str, ...] = ("none", "checker", "grid")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Appearance of a scene. Colours are RGB in [0, 1]."""
+
+    floor_rgb: tuple[float, float, float] = (0.55, 0.55, 0.5)
+    """Floor (or table) colour."""
+    floor_texture: str = "checker"
+    """Floor pattern: one of ``TEXTURES``."""
+    wall_rgb: tuple[float, float, float] = (0.6, 0.65, 0.75)
+    """Wall colour (mazes and rooms)."""
+    body_rgb: tuple[float, float, float] = (0.25, 0.3, 0.4)
+    """Main colour of the agent's body (the arm's links)."""
+    accent_rgb: tuple[float, float, float] = (0.8, 0.8, 0.85)
+    """Second colour of the agent's body (joints, fingers)."""
+    target_rgb: tuple[float, float, float] = (0.9, 0.15, 0.15)
+    """Colour of the target or goal object."""
+    light_direction: tuple[float, float, float] = (0.3, 0.2, -1.0)
+    """Direction the main directional light shines along (normalised when used)."""
+    light_intensity: float = 0.8
+    """Diffuse intensity of the main light, in [0, 1.5]."""
+    ambient: float = 0.3
+    """Ambient light level, in [0, 1]."""
+    pixel_noise_std: float = 0.0
+    """Std of additive Gaussian camera noise, in 0..255 pixel units (0 = clean)."""
+
+    def __post_init__(self) -> None:
+        if self.floor_texture not in TEXTURES:
+            raise ValueError(f"unknown floor_texture {self.floor_texture!r}; valid: {', '.join(TEXTURES)}")
+        if self.pixel_noise_std < 0:
+            raise ValueError(f"pixel_noise_std must be >= 0, got {self.pixel_noise_std}")
+
+
+DOMAINS: dict[str, Domain] = {
+    "sim": Domain(),
+    # A shifted appearance for sim-to-real studies: other colours, warmer side light, sensor noise.
+    "real": Domain(
+        floor_rgb=(0.42, 0.33, 0.25),
+        floor_texture="grid",
+        wall_rgb=(0.75, 0.72, 0.6),
+        body_rgb=(0.12, 0.12, 0.12),
+        accent_rgb=(0.55, 0.5, 0.45),
+        target_rgb=(0.95, 0.55, 0.1),
+        light_direction=(-0.6, 0.4, -0.8),
+        light_intensity=1.0,
+        ambient=0.2,
+        pixel_noise_std=6.0,
+    ),
+}
+DOMAIN_CHOICES: tuple[str, ...] = (*DOMAINS, "randomised")
+
+
+def random_domain(rng: np.random.Generator) -> Domain:
+    """Draw a random appearance (used by ``domain="randomised"`` and by scene generators)."""
+
+    def rgb() -> tuple[float, float, float]:
+        return tuple(float(c) for c in rng.uniform(0.1, 0.95, 3))
+
+    light = rng.normal(0.0, 0.5, 3)
+    light[2] = -abs(light[2]) - 0.7
+    return Domain(
+        floor_rgb=rgb(),
+        floor_texture=str(rng.choice(TEXTURES)),
+        wall_rgb=rgb(),
+        body_rgb=rgb(),
+        accent_rgb=rgb(),
+        target_rgb=rgb(),
+        light_direction=tuple(float(v) for v in light),
+        light_intensity=float(rng.uniform(0.5, 1.1)),
+        ambient=float(rng.uniform(0.15, 0.4)),
+        pixel_noise_std=0.0,
+    )
+
+
+def resolve_domain(domain: "str | Domain") -> Domain | None:
+    """A :class:`Domain` for a preset name or instance; ``None`` for ``"randomised"``."""
+    if isinstance(domain, Domain):
+        return domain
+    if domain == "randomised":
+        return None
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown domain {domain!r}; valid values: {', '.join(map(repr, DOMAIN_CHOICES))}")
+    return DOMAINS[domain]
+
+
+def add_camera_noise(image: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
+    """Add Gaussian pixel noise (std in 0..255 units) to a uint8 image; a no-op at std 0."""
+    if std <= 0:
+        return image
+    noisy = image.astype(np.float32) + rng.normal(0.0, std, image.shape).astype(np.float32)
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def light_xml(domain: Domain) -> str:
+    """MJCF ``<light>`` element and ``<visual>`` headlight settings for a domain."""
+    d = np.asarray(domain.light_direction, dtype=np.float64)
+    d = d / max(np.linalg.norm(d), 1e-9)
+    i = domain.light_intensity
+    return (
+        f'<light directional="true" castshadow="false" pos="0 0 5" dir="{d[0]:.4f} {d[1]:.4f} {d[2]:.4f}" '
+        f'diffuse="{i:.3f} {i:.3f} {i:.3f}" specular="0.1 0.1 0.1"/>'
+    )
+
+
+def headlight_xml(domain: Domain) -> str:
+    """MJCF ``<visual>`` block setting the ambient level of the headlight."""
+    a = domain.ambient
+    return f'<visual><headlight ambient="{a:.3f} {a:.3f} {a:.3f}" diffuse="0.25 0.25 0.25" specular="0 0 0"/></visual>'
+
+
+def floor_texture_xml(domain: Domain, name: str = "floortex") -> str:
+    """MJCF ``<texture>`` + ``<material>`` for the floor of a domain (material named ``name``)."""
+    r, g, b = domain.floor_rgb
+    r2, g2, b2 = (min(1.0, c * 0.75 + 0.05) for c in domain.floor_rgb)
+    if domain.floor_texture == "none":
+        return f'<material name="{name}" rgba="{r:.3f} {g:.3f} {b:.3f} 1"/>'
+    builtin = "checker" if domain.floor_texture == "checker" else "flat"
+    mark = ' mark="edge" markrgb="{:.3f} {:.3f} {:.3f}"'.format(r2, g2, b2) if builtin == "flat" else ""
+    return (
+        f'<texture name="{name}_t" type="2d" builtin="{builtin}" width="64" height="64" '
+        f'rgb1="{r:.3f} {g:.3f} {b:.3f}" rgb2="{r2:.3f} {g2:.3f} {b2:.3f}"{mark}/>'
+        f'<material name="{name}" texture="{name}_t" texrepeat="4 4" texuniform="true"/>'
+    )
+
+
+__all__ = [
+    "Domain",
+    "DOMAINS",
+    "DOMAIN_CHOICES",
+    "TEXTURES",
+    "random_domain",
+    "resolve_domain",
+    "replace",
+    "add_camera_noise",
+    "light_xml",
+    "headlight_xml",
+    "floor_texture_xml",
+]

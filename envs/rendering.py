@@ -1,0 +1,109 @@
+"""Headless offscreen rendering with MuJoCo.
+
+``MUJOCO_GL`` defaults to ``egl`` (Mesa renders on the CPU without a display; on a GPU machine
+the NVIDIA EGL vendor library is used). :class:`OffscreenRenderer` wraps ``mujoco.Renderer``
+with the toolkit's defaults (shadows, reflections and skybox off: they cost far more than
+they add at 64x64) and turns a missing GL backend into an error that says what to install.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+DEFAULT_GL_BACKEND = "egl"
+GL_BACKENDS: tuple[str, ...] = ("egl", "osmesa", "glfw")
+
+_INSTALL_HINT = (
+    "MuJoCo could not create an offscreen OpenGL context with MUJOCO_GL={backend!r}: {err}\n"
+    "On Debian/Ubuntu install Mesa's EGL (software rendering, no display needed):\n"
+    "    apt-get install -y libegl1 libegl-mesa0 libgl1-mesa-dri libgles2\n"
+    "or choose another backend with MUJOCO_GL in {{egl, osmesa, glfw}} "
+    "(osmesa needs libosmesa6; glfw needs a display)."
+)
+
+
+class RenderingUnavailableError(RuntimeError):
+    """No OpenGL backend could be loaded for offscreen rendering."""
+
+
+def configure_gl_backend() -> str:
+    """Set ``MUJOCO_GL`` to ``egl`` unless the user chose a backend; return the backend in use.
+
+    Must run before ``mujoco`` is first imported (``import envs`` does it).
+    """
+    backend = os.environ.setdefault("MUJOCO_GL", DEFAULT_GL_BACKEND).lower()
+    if backend in ("egl", "osmesa"):
+        os.environ.setdefault("PYOPENGL_PLATFORM", backend)
+    return backend
+
+
+def import_mujoco():
+    """Import ``mujoco``; if its GL backend cannot load, raise :class:`RenderingUnavailableError` with a hint.
+
+    MuJoCo loads the backend named by ``MUJOCO_GL`` at import time, so a missing library shows
+    up here (as an ``AttributeError``/``ImportError``/``RuntimeError`` from PyOpenGL or MuJoCo).
+    """
+    backend = os.environ.get("MUJOCO_GL", "")
+    if backend and backend.lower() not in (*GL_BACKENDS, "disable", "disabled", "off", "false", "0"):
+        raise RenderingUnavailableError(
+            f"invalid MUJOCO_GL={backend!r}; valid values: {', '.join(GL_BACKENDS)}"
+        )
+    try:
+        import mujoco
+    except (ImportError, AttributeError, RuntimeError, OSError) as err:
+        raise RenderingUnavailableError(_INSTALL_HINT.format(backend=backend, err=err)) from err
+    return mujoco
+
+
+def disable_costly_effects(scene) -> None:
+    """Turn off shadows, reflections and skybox on an ``MjvScene``."""
+    import mujoco
+
+    scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+    scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+    scene.flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
+
+
+class OffscreenRenderer:
+    """RGB renderer of one MuJoCo model at a fixed size, from any roll-free camera pose."""
+
+    def __init__(self, model, height: int, width: int) -> None:
+        import mujoco
+
+        if height <= 0 or width <= 0:
+            raise ValueError(f"image size must be positive, got {height}x{width}")
+        # The offscreen buffer must be at least as large as the image.
+        model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), width)
+        model.vis.global_.offheight = max(int(model.vis.global_.offheight), height)
+        try:
+            self._renderer = mujoco.Renderer(model, height, width)
+        except Exception as err:  # the GL loaders raise several unrelated types
+            raise RenderingUnavailableError(
+                _INSTALL_HINT.format(backend=os.environ.get("MUJOCO_GL", ""), err=err)
+            ) from err
+        disable_costly_effects(self._renderer.scene)
+        self.camera = mujoco.MjvCamera()
+        self.height, self.width = height, width
+        self._buf = np.empty((height, width, 3), dtype=np.uint8)
+
+    def render(self, data, pose) -> np.ndarray:
+        """Render ``data`` seen from ``pose`` (a :class:`envs.camera.CameraPose`); returns a new uint8 array [H,W,3]."""
+        pose.apply_to(self.camera)
+        self._renderer.update_scene(data, camera=self.camera)
+        self._renderer.render(out=self._buf)
+        return self._buf.copy()
+
+    def close(self) -> None:
+        """Release the GL context."""
+        r = getattr(self, "_renderer", None)
+        if r is not None:
+            r.close()
+            self._renderer = None
+
+    def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
+        try:
+            self.close()
+        except Exception:
+            pass
