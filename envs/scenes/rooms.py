@@ -1,0 +1,386 @@
+"""GQN "rooms": a square walled room holding 1-3 objects of 7 shapes, seen from V cameras.
+
+Each scene draws a wall colour, a floor colour and objects (shape, colour, position on the floor
+and, with ``object_rotations``, a yaw about the vertical axis; objects always rest on their base).
+Camera variants follow DeepMind's gqn-datasets:
+
+* ``camera="ring"`` (``rooms_ring_camera``): every camera at the same height on a circle of
+  fixed radius round the room centre, looking at a point above the centre. Angles are drawn
+  independently (as in GQN) or, with ``trajectory=True``, follow each other in steps of
+  ``angle_step`` (default ``2 pi / views``) so consecutive views form pairs for NISO.
+* ``camera="free"`` (``rooms_free_camera_{no,with}_object_rotations``): random positions inside
+  the room and random heights, each looking at a random point of the object area (plus a little
+  yaw/pitch jitter). With ``trajectory=True`` the camera moves along a straight segment while
+  its gaze slides between two points of the object area.
+
+The scene depends only on ``(seed, index)``: the layout is drawn first, so the objects of a
+scene are the same whatever the camera variant, ``views`` or ``object_rotations`` (which only
+zeroes the drawn yaws).
+"""
+
+from __future__ import annotations
+
+import colorsys
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from envs.camera import CameraPose, wrap_angle
+from envs.domain import Domain, headlight_xml, light_xml
+from envs.scenes import SceneRecord, scene_rng
+from envs.scenes.canvas import Canvas, get_canvas
+from envs.scenes.mjcf import (
+    HIDDEN_GROUP,
+    SHAPE_SPECS,
+    SHAPES,
+    VISIBLE_GROUP,
+    check_shapes,
+    shape_assets_xml,
+    yaw_quaternion,
+)
+
+#: Camera variants.
+CAMERAS: tuple[str, ...] = ("ring", "free")
+#: Most objects a room can hold (the template model has this many slots).
+MAX_OBJECTS = 5
+
+ROOM_HALF_SIZE = 3.0
+"""Half the side of the square room (metres); the floor spans ``[-3, 3]^2``."""
+WALL_HEIGHT = 3.5
+"""Height of the walls (metres); there is no ceiling."""
+OBJECT_AREA_RADIUS = 1.8
+"""Objects lie entirely inside this disc round the room centre (metres)."""
+OBJECT_GAP = 0.1
+"""Least horizontal gap between two objects' footprints (metres)."""
+RING_RADIUS = 2.6
+"""Distance of ring cameras from the vertical axis through the room centre (metres)."""
+RING_HEIGHT = 1.2
+"""Height of ring cameras (metres)."""
+RING_TARGET = (0.0, 0.0, 0.3)
+"""Point every ring camera looks at (metres)."""
+FREE_HEIGHT = (0.5, 1.6)
+"""Range of free camera heights (metres)."""
+FREE_WALL_MARGIN = 0.35
+"""Least distance from a free camera to a wall (metres)."""
+FREE_OBJECT_CLEARANCE = 0.3
+"""Least horizontal distance from a free camera to an object's footprint (metres)."""
+FREE_MIN_GAZE = 1.2
+"""Least distance from a free camera to the point it looks at (metres)."""
+FREE_PITCH = (np.deg2rad(-50.0), np.deg2rad(15.0))
+"""Range of free camera pitch (radians)."""
+FREE_JITTER = (0.25, 0.1)
+"""Half-widths of the uniform yaw and pitch jitter of free cameras (radians)."""
+FREE_MAX_STEP = 0.3
+"""Largest distance (metres) between consecutive views of a free-camera trajectory."""
+FREE_MAX_PATH = 3.0
+"""Largest length (metres) of a free-camera trajectory."""
+FOVY_DEG = 60.0
+"""Vertical field of view of every camera (degrees)."""
+
+#: Lighting of every room (directional light from above plus a camera headlight).
+ROOM_LIGHTING = Domain(light_direction=(0.5, 0.3, -0.8), light_intensity=0.55, ambient=0.45)
+
+_MAX_TRIES = 10_000
+
+
+@dataclass(frozen=True)
+class RoomObject:
+    """One object resting on the floor."""
+
+    shape: str
+    """One of :data:`envs.scenes.mjcf.SHAPES`."""
+    rgb: tuple[float, float, float]
+    """Colour in [0, 1]."""
+    position: tuple[float, float]
+    """Floor position ``(x, y)`` of the shape's vertical axis (metres)."""
+    yaw: float
+    """Rotation about the vertical axis (radians)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-serialisable description: shape, colour, position (x, y, z of the base) and rotation."""
+        return {
+            "shape": self.shape,
+            "colour": [round(c, 6) for c in self.rgb],
+            "position": [float(self.position[0]), float(self.position[1]), 0.0],
+            "rotation": {"yaw": float(self.yaw), "quaternion_wxyz": [float(q) for q in yaw_quaternion(self.yaw)]},
+        }
+
+
+@dataclass(frozen=True)
+class RoomLayout:
+    """Everything drawn about a room except the cameras."""
+
+    wall_rgb: tuple[float, float, float]
+    """Colour of all four walls."""
+    floor_rgb: tuple[float, float, float]
+    """Colour of the floor."""
+    objects: tuple[RoomObject, ...] = field(default_factory=tuple)
+    """The objects (at most :data:`MAX_OBJECTS`)."""
+
+
+def _hsv(rng: np.random.Generator, sat: tuple[float, float], val: tuple[float, float]) -> tuple[float, float, float]:
+    h, s, v = rng.uniform(0.0, 1.0), rng.uniform(*sat), rng.uniform(*val)
+    return tuple(round(float(c), 6) for c in colorsys.hsv_to_rgb(h, s, v))
+
+
+def _check_n_objects(n_objects: object) -> tuple[int, int]:
+    if isinstance(n_objects, (int, np.integer)) and not isinstance(n_objects, bool):
+        lo = hi = int(n_objects)
+    elif isinstance(n_objects, (tuple, list)) and len(n_objects) == 2 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in n_objects
+    ):
+        lo, hi = int(n_objects[0]), int(n_objects[1])
+    else:
+        raise ValueError(f"n_objects must be an int or an inclusive (low, high) pair of ints, got {n_objects!r}")
+    if not 1 <= lo <= hi <= MAX_OBJECTS:
+        raise ValueError(f"n_objects must lie in 1..{MAX_OBJECTS} with low <= high, got {n_objects!r}")
+    return lo, hi
+
+
+def sample_layout(
+    rng: np.random.Generator,
+    n_objects: int | tuple[int, int] = (1, 3),
+    shapes: Sequence[str] = SHAPES,
+    object_rotations: bool = True,
+) -> RoomLayout:
+    """Draw wall/floor colours and non-overlapping objects inside the object area."""
+    lo, hi = _check_n_objects(n_objects)
+    shapes = check_shapes(shapes)
+    wall = _hsv(rng, (0.1, 0.6), (0.45, 0.95))
+    floor = _hsv(rng, (0.1, 0.6), (0.45, 0.95))
+    n = int(rng.integers(lo, hi + 1))
+    objects: list[RoomObject] = []
+    for _ in range(n):
+        shape = shapes[int(rng.integers(len(shapes)))]
+        rgb = _hsv(rng, (0.55, 1.0), (0.55, 1.0))
+        yaw = float(rng.uniform(-np.pi, np.pi))  # drawn always: rotations on/off keep the same layout
+        fp = SHAPE_SPECS[shape].footprint_radius
+        for _ in range(_MAX_TRIES):
+            r = (OBJECT_AREA_RADIUS - fp) * np.sqrt(rng.uniform())
+            a = rng.uniform(-np.pi, np.pi)
+            xy = (float(r * np.cos(a)), float(r * np.sin(a)))
+            if all(
+                np.hypot(xy[0] - o.position[0], xy[1] - o.position[1])
+                >= fp + SHAPE_SPECS[o.shape].footprint_radius + OBJECT_GAP
+                for o in objects
+            ):
+                break
+        else:  # pragma: no cover - MAX_OBJECTS shapes always fit the object area
+            raise RuntimeError("could not place the room's objects without overlap")
+        objects.append(RoomObject(shape, rgb, xy, yaw if object_rotations else 0.0))
+    return RoomLayout(wall, floor, tuple(objects))
+
+
+def _free_position_ok(p: np.ndarray, layout: RoomLayout) -> bool:
+    lim = ROOM_HALF_SIZE - FREE_WALL_MARGIN
+    if abs(p[0]) > lim or abs(p[1]) > lim:
+        return False
+    return all(
+        np.hypot(p[0] - o.position[0], p[1] - o.position[1])
+        >= SHAPE_SPECS[o.shape].footprint_radius + FREE_OBJECT_CLEARANCE
+        for o in layout.objects
+    )
+
+
+def _free_position(rng: np.random.Generator, layout: RoomLayout) -> np.ndarray:
+    lim = ROOM_HALF_SIZE - FREE_WALL_MARGIN
+    for _ in range(_MAX_TRIES):
+        p = np.array([rng.uniform(-lim, lim), rng.uniform(-lim, lim), rng.uniform(*FREE_HEIGHT)])
+        if _free_position_ok(p, layout):
+            return p
+    raise RuntimeError("could not place a free camera")  # pragma: no cover
+
+
+def _gaze_target(rng: np.random.Generator, eye: np.ndarray) -> np.ndarray:
+    for _ in range(_MAX_TRIES):
+        r, a = OBJECT_AREA_RADIUS * np.sqrt(rng.uniform()), rng.uniform(-np.pi, np.pi)
+        t = np.array([r * np.cos(a), r * np.sin(a), rng.uniform(0.0, 0.5)])
+        if np.linalg.norm(t - eye) >= FREE_MIN_GAZE:
+            return t
+    raise RuntimeError("could not find a gaze target")  # pragma: no cover
+
+
+def _clip_pitch(pose: CameraPose, d_yaw: float = 0.0, d_pitch: float = 0.0) -> CameraPose:
+    pitch = float(np.clip(pose.pitch + d_pitch, FREE_PITCH[0], FREE_PITCH[1]))
+    return CameraPose(pose.position, float(wrap_angle(pose.yaw + d_yaw)), pitch)
+
+
+def sample_cameras(
+    rng: np.random.Generator,
+    layout: RoomLayout,
+    views: int,
+    camera: str = "ring",
+    trajectory: bool = False,
+    angle_step: float | None = None,
+) -> list[CameraPose]:
+    """Draw ``views`` camera poses of one variant (see the module docstring)."""
+    if camera not in CAMERAS:
+        raise ValueError(f"unknown camera variant {camera!r}; valid values: {', '.join(map(repr, CAMERAS))}")
+    if angle_step is not None and not (camera == "ring" and trajectory):
+        raise ValueError("angle_step applies only to camera='ring' with trajectory=True")
+    if angle_step is not None and not (np.isfinite(angle_step) and angle_step > 0):
+        raise ValueError(f"angle_step must be a positive number of radians, got {angle_step!r}")
+    if camera == "ring":
+        target = np.asarray(RING_TARGET)
+        if trajectory:
+            step = 2.0 * np.pi / views if angle_step is None else float(angle_step)
+            start, sign = rng.uniform(-np.pi, np.pi), (1.0 if rng.uniform() < 0.5 else -1.0)
+            angles = start + sign * step * np.arange(views)
+        else:
+            angles = rng.uniform(-np.pi, np.pi, views)
+        return [
+            CameraPose.look_at(np.array([RING_RADIUS * np.cos(a), RING_RADIUS * np.sin(a), RING_HEIGHT]), target)
+            for a in angles
+        ]
+    if not trajectory:
+        poses = []
+        for _ in range(views):
+            eye = _free_position(rng, layout)
+            jitter = rng.uniform(-1.0, 1.0, 2) * FREE_JITTER
+            poses.append(_clip_pitch(CameraPose.look_at(eye, _gaze_target(rng, eye)), *jitter))
+        return poses
+    # A straight walk with steps of at most FREE_MAX_STEP, every point clear of walls and objects,
+    # its gaze sliding between two targets (each far enough from every point of the walk).
+    for _ in range(_MAX_TRIES):
+        start = _free_position(rng, layout)
+        heading = rng.uniform(-np.pi, np.pi)
+        length = rng.uniform(0.3, 1.0) * min(FREE_MAX_STEP * max(views - 1, 1), FREE_MAX_PATH)
+        end = start + length * np.array([np.cos(heading), np.sin(heading), 0.0])
+        end[2] = rng.uniform(*FREE_HEIGHT)
+        t0, t1 = _gaze_target(rng, start), _gaze_target(rng, end)
+        s = np.linspace(0.0, 1.0, views)[:, None]
+        eyes, targets = start + s * (end - start), t0 + s * (t1 - t0)
+        if all(_free_position_ok(e, layout) for e in eyes) and np.all(
+            np.linalg.norm(targets - eyes, axis=-1) >= FREE_MIN_GAZE
+        ):
+            return [_clip_pitch(CameraPose.look_at(e, t)) for e, t in zip(eyes, targets)]
+    raise RuntimeError("could not find a free camera trajectory")  # pragma: no cover
+
+
+def _template_xml() -> str:
+    h, t, wh = ROOM_HALF_SIZE, 0.05, WALL_HEIGHT / 2.0
+    walls = "".join(
+        f'<geom name="wall{i}" type="box" size="{sx:.3f} {sy:.3f} {wh:.3f}" pos="{x:.3f} {y:.3f} {wh:.3f}" '
+        'contype="0" conaffinity="0"/>'
+        for i, (sx, sy, x, y) in enumerate(
+            [(h + 2 * t, t, 0.0, h + t), (h + 2 * t, t, 0.0, -h - t), (t, h, h + t, 0.0), (t, h, -h - t, 0.0)]
+        )
+    )
+    slots = "".join(
+        f'<body name="slot{k}" mocap="true" pos="0 0 -10">'
+        + "".join(SHAPE_SPECS[s].geom_xml(f"slot{k}_{s}", HIDDEN_GROUP) for s in SHAPES)
+        + "</body>"
+        for k in range(MAX_OBJECTS)
+    )
+    return (
+        '<mujoco model="gqn_rooms">'
+        f"{headlight_xml(ROOM_LIGHTING)}"
+        f"<asset>{shape_assets_xml()}</asset>"
+        f'<worldbody>{light_xml(ROOM_LIGHTING)}'
+        # The third plane size is the spacing of its render grid: a coarse grid renders 3x faster.
+        f'<geom name="floor" type="plane" size="{h:.3f} {h:.3f} 1.0" contype="0" conaffinity="0"/>'
+        f"{walls}{slots}</worldbody></mujoco>"
+    )
+
+
+def _build_canvas(size: int) -> Canvas:
+    return Canvas(_template_xml(), size, fovy_deg=FOVY_DEG, extent=ROOM_HALF_SIZE)
+
+
+def render_layout(layout: RoomLayout, poses: Sequence[CameraPose], size: int) -> np.ndarray:
+    """Render ``layout`` from each pose: uint8 [V, size, size, 3] (uses this process's cached template)."""
+    import mujoco
+
+    if len(layout.objects) > MAX_OBJECTS:
+        raise ValueError(f"a room holds at most {MAX_OBJECTS} objects, got {len(layout.objects)}")
+    canvas = get_canvas("rooms", size, _build_canvas)
+    m, d = canvas.model, canvas.data
+
+    def gid(name: str) -> int:
+        return mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, name)
+
+    m.geom_rgba[gid("floor")] = (*layout.floor_rgb, 1.0)
+    for i in range(4):
+        m.geom_rgba[gid(f"wall{i}")] = (*layout.wall_rgb, 1.0)
+    # Every slot is rewritten on every scene: unused slots are hidden and parked below the floor.
+    for k in range(MAX_OBJECTS):
+        obj = layout.objects[k] if k < len(layout.objects) else None
+        for s in SHAPES:
+            g = gid(f"slot{k}_{s}")
+            shown = obj is not None and obj.shape == s
+            m.geom_group[g] = VISIBLE_GROUP if shown else HIDDEN_GROUP
+            m.geom_rgba[g] = (*obj.rgb, 1.0) if shown else (0.5, 0.5, 0.5, 1.0)
+        d.mocap_pos[k] = (obj.position[0], obj.position[1], 0.0) if obj else (0.0, 0.0, -10.0)
+        d.mocap_quat[k] = yaw_quaternion(obj.yaw) if obj else (1.0, 0.0, 0.0, 0.0)
+    return canvas.render(poses)
+
+
+def generate(
+    seed: int,
+    index: int,
+    views: int = 10,
+    size: int = 64,
+    *,
+    camera: str = "ring",
+    object_rotations: bool = True,
+    trajectory: bool = False,
+    n_objects: int | tuple[int, int] = (1, 3),
+    shapes: Sequence[str] = SHAPES,
+    angle_step: float | None = None,
+) -> SceneRecord:
+    """Scene ``index`` of a rooms dataset with base ``seed``.
+
+    Args:
+        seed, index: the scene is a function of these two only.
+        views: number of cameras. size: image side in pixels.
+        camera: ``"ring"`` or ``"free"`` (see module docstring).
+        object_rotations: give each object a random yaw (else all yaws are 0).
+        trajectory: order views along a path (ring: consecutive angles; free: a straight walk).
+        n_objects: number of objects, or an inclusive ``(low, high)`` range within 1..5.
+        shapes: shapes to draw objects from (default all seven).
+        angle_step: ring trajectory step in radians (default ``2 pi / views``).
+    """
+    if int(views) < 1:
+        raise ValueError(f"views must be >= 1, got {views}")
+    if int(size) < 8:
+        raise ValueError(f"size must be >= 8 pixels, got {size}")
+    if camera not in CAMERAS:
+        raise ValueError(f"unknown camera variant {camera!r}; valid values: {', '.join(map(repr, CAMERAS))}")
+    shapes = check_shapes(shapes)
+    rng = scene_rng(seed, index)
+    layout = sample_layout(rng, n_objects, shapes, bool(object_rotations))
+    poses = sample_cameras(rng, layout, int(views), camera, bool(trajectory), angle_step)
+    frames = render_layout(layout, poses, int(size))
+    metadata: dict[str, Any] = {
+        "source": "rooms",
+        "seed": int(seed),
+        "index": int(index),
+        "camera": camera,
+        "object_rotations": bool(object_rotations),
+        "trajectory": bool(trajectory),
+        "wall_colour": list(layout.wall_rgb),
+        "floor_colour": list(layout.floor_rgb),
+        "objects": [o.to_json() for o in layout.objects],
+        "room_half_size": ROOM_HALF_SIZE,
+        "wall_height": WALL_HEIGHT,
+        "fovy_deg": FOVY_DEG,
+    }
+    if camera == "ring":
+        metadata.update(ring_radius=RING_RADIUS, ring_height=RING_HEIGHT, ring_target=list(RING_TARGET))
+        if trajectory:
+            metadata["angle_step"] = float(2.0 * np.pi / views if angle_step is None else angle_step)
+    cameras = np.stack([p.viewpoint() for p in poses]).astype(np.float32)
+    return SceneRecord(frames=frames, cameras=cameras, metadata=metadata)
+
+
+__all__ = [
+    "CAMERAS",
+    "MAX_OBJECTS",
+    "RoomLayout",
+    "RoomObject",
+    "generate",
+    "render_layout",
+    "sample_cameras",
+    "sample_layout",
+]
