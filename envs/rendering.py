@@ -36,6 +36,11 @@ def configure_gl_backend() -> str:
     backend = os.environ.setdefault("MUJOCO_GL", DEFAULT_GL_BACKEND).lower()
     if backend in ("egl", "osmesa"):
         os.environ.setdefault("PYOPENGL_PLATFORM", backend)
+        # Mesa's llvmpipe renders with helper threads that a fork() does not copy: a child forked
+        # after its parent rendered (gymnasium's AsyncVectorEnv default) would deadlock in its
+        # first render. Rendering in the calling thread is fork-safe and, at 64x64 (one raster
+        # tile), no slower. Ignored by GPU drivers.
+        os.environ.setdefault("LP_NUM_THREADS", "0")
     return backend
 
 

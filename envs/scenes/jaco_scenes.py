@@ -1,0 +1,135 @@
+"""GQN "jaco" scenes: the Jaco-style arm in random joint angles with a target, seen from V views.
+
+Each scene draws (from :func:`envs.scenes.scene_rng` of ``(seed, index)``) the arm's 9 joint
+angles uniformly within their limits (rejecting poses that touch the floor), a target inside the
+reachable workspace, the domain when ``domain="randomised"``, and V camera poses on the orbit
+shell around the arm (:data:`envs.jaco_model.ORBIT`). The model comes from the env's builder
+(:mod:`envs.jaco_model`); one compiled model and renderer per image size are kept per process
+and recoloured for each scene, so the output depends only on the arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from envs import jaco_model as jm
+from envs.camera import OrbitRig
+from envs.domain import DOMAIN_CHOICES, DOMAINS, Domain, add_camera_noise, random_domain, resolve_domain
+from envs.rendering import OffscreenRenderer
+from envs.scenes import SceneRecord, scene_rng
+from envs.spaces import check_choice
+
+#: Camera placements of a scene's views.
+SCENE_CAMERAS: tuple[str, ...] = ("trajectory", "orbit")
+
+#: Environment whose world these scenes show.
+ENV_ID = "wm/JacoReach-v0"
+
+
+class _SceneWorld:
+    """A compiled arm model, its data and an offscreen renderer of one size (one per process)."""
+
+    def __init__(self, size: int) -> None:
+        self.model = jm.build_model(DOMAINS["sim"])
+        self.data = mujoco.MjData(self.model)
+        self.ids = jm.JacoIds(self.model)
+        self.renderer = OffscreenRenderer(self.model, size, size)
+
+
+# Keyed by (process id, size): a GL context must not be used from a forked child.
+_WORLDS: dict[tuple[int, int], _SceneWorld] = {}
+# Worlds inherited through fork: kept referenced so that their GL contexts (the parent's) are
+# never released from the child.
+_INHERITED: list[_SceneWorld] = []
+
+
+def _world(size: int) -> _SceneWorld:
+    key = (os.getpid(), size)
+    if key not in _WORLDS:
+        for stale in [k for k in _WORLDS if k[0] != key[0]]:
+            _INHERITED.append(_WORLDS.pop(stale))
+        _WORLDS[key] = _SceneWorld(size)
+    return _WORLDS[key]
+
+
+def generate(
+    seed: int,
+    index: int,
+    views: int,
+    size: int,
+    camera: str = "trajectory",
+    domain: str | Domain = "sim",
+    steps_per_view: int = 5,
+) -> SceneRecord:
+    """Render scene ``index`` of the dataset with base ``seed``: ``views`` images of ``size`` px.
+
+    Args:
+        seed, index: the scene is a deterministic function of these (and the other arguments).
+        views: number of views V (GQN jaco: 11).
+        size: image side in pixels (GQN jaco: 64).
+        camera: ``"trajectory"`` (default): consecutive poses of a moving :class:`OrbitRig`, so
+            views are ordered along one smooth path (NISO pairs); ``"orbit"``: independent random
+            poses on the orbit shell (GQN's original sampling).
+        domain: ``"sim"``, ``"real"``, ``"randomised"`` (drawn per scene) or a :class:`Domain`.
+        steps_per_view: rig steps between consecutive trajectory views (a frame skip, >= 1).
+
+    Returns:
+        A :class:`SceneRecord` with ``frames`` uint8 [V,size,size,3], ``cameras`` float32 [V,5],
+        ``extras`` ``{"qpos": float32 [9], "target": float32 [3]}`` and JSON metadata (env id,
+        seed, index, camera, domain parameters, qpos, target).
+    """
+    check_choice("camera", camera, SCENE_CAMERAS)
+    if not isinstance(domain, Domain):
+        check_choice("domain", domain, DOMAIN_CHOICES)
+    if views < 1:
+        raise ValueError(f"views must be >= 1, got {views}")
+    if size < 8:
+        raise ValueError(f"size must be >= 8 pixels, got {size}")
+    if steps_per_view < 1:
+        raise ValueError(f"steps_per_view must be >= 1, got {steps_per_view}")
+
+    rng = scene_rng(seed, index)
+    # Independent child streams, so e.g. the camera mode never changes the arm pose.
+    world_rng, cam_rng, domain_rng, noise_rng = rng.spawn(4)
+    dom = resolve_domain(domain) or random_domain(domain_rng)
+
+    w = _world(int(size))
+    model, data = w.model, w.data
+    jm.apply_domain(model, dom, w.ids)
+    mujoco.mj_resetData(model, data)
+    target = jm.sample_target(world_rng)
+    data.mocap_pos[w.ids.target_mocap] = target
+    qpos = jm.sample_qpos(world_rng, model, data)  # also runs mj_forward (light direction included)
+
+    rig = OrbitRig(jm.ORBIT)
+    frames = np.empty((views, size, size, 3), dtype=np.uint8)
+    cameras = np.empty((views, 5), dtype=np.float32)
+    pose = rig.reset(cam_rng, randomise=True)
+    for v in range(views):
+        if v > 0:
+            if camera == "orbit":
+                pose = rig.reset(cam_rng, randomise=True)
+            else:
+                for _ in range(steps_per_view):
+                    pose = rig.step()
+        frames[v] = add_camera_noise(w.renderer.render(data, pose), dom.pixel_noise_std, noise_rng)
+        cameras[v] = pose.viewpoint()
+
+    metadata: dict[str, Any] = {
+        "source": "jaco",
+        "env_id": ENV_ID,
+        "seed": int(seed),
+        "index": int(index),
+        "camera": camera,
+        "steps_per_view": int(steps_per_view),
+        "domain": asdict(dom),
+        "qpos": [float(q) for q in qpos],
+        "target": [float(t) for t in target],
+    }
+    extras = {"qpos": qpos.astype(np.float32), "target": target.astype(np.float32)}
+    return SceneRecord(frames=frames, cameras=cameras, metadata=metadata, extras=extras)
