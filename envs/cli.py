@@ -117,41 +117,50 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def bench_env(env_id: str, camera: str, size: int, steps: int, repeats: int) -> dict:
-    """Median steps/s of ``env.step`` and of a raw ``mj_step`` + render loop on the same model."""
+    """Median steps/s of ``env.step`` and of a raw ``mj_step`` + render loop on the same model.
+
+    The raw loop renders the very camera poses the env went through, so a moving camera costs
+    both sides the same; env and raw runs alternate so machine load hits both alike.
+    """
     import gymnasium as gym
     import mujoco
 
+    from envs.camera import CameraPose
+
     env = gym.make(env_id, obs="pixels", camera=camera, size=size)
-    env.reset(seed=0)
     env.action_space.seed(0)
     actions = [env.action_space.sample() for _ in range(steps)]
     base = env.unwrapped
-    renderer = base.ensure_renderer()
-    model, data, n_sub = base.model, base.data, int(base.n_substeps)
-    from envs.camera import CameraPose
+    poses: list[CameraPose] = []
 
-    pose = CameraPose.from_viewpoint(base.viewpoint)
-
-    def run_env() -> float:
+    def run_env(record: bool = False) -> float:
         env.reset(seed=0)
         t = time.perf_counter()
         for a in actions:
-            _, _, term, trunc, _ = env.step(a)
+            _, _, term, trunc, info = env.step(a)
+            if record:
+                poses.append(CameraPose.from_viewpoint(info["viewpoint"]))
             if term or trunc:
                 env.reset()
         return steps / (time.perf_counter() - t)
 
+    run_env(record=True)  # warm-up; records the poses for the raw loop
+    renderer = base.ensure_renderer()
+    model, data, n_sub = base.model, base.data, int(base.n_substeps)
+
     def run_raw() -> float:
         t = time.perf_counter()
-        for _ in range(steps):
+        for pose in poses:
             for _ in range(n_sub):
                 mujoco.mj_step(model, data)
             renderer.render(data, pose)
         return steps / (time.perf_counter() - t)
 
-    run_env(), run_raw()  # warm-up
-    env_rates = [run_env() for _ in range(repeats)]
-    raw_rates = [run_raw() for _ in range(repeats)]
+    run_raw()
+    env_rates, raw_rates = [], []
+    for _ in range(repeats):
+        env_rates.append(run_env())
+        raw_rates.append(run_raw())
     env.close()
     env_med, raw_med = statistics.median(env_rates), statistics.median(raw_rates)
     return {
