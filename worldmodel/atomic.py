@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import Any
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def fsync_dir(path: "str | os.PathLike[str]") -> None:
     """Flush a directory entry to disk (no-op where directories cannot be opened)."""
     try:
@@ -40,6 +46,8 @@ def atomic_write_bytes(path: "str | os.PathLike[str]", data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600 files; give the result the usual 0666 & ~umask instead.
+        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

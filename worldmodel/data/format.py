@@ -198,7 +198,6 @@ def write_manifest(root: "str | Path", manifest: dict[str, Any]) -> None:
         if manifest["complete"]:
             manifest["scenes_planned"] = manifest["scenes"]
     atomic_write_bytes(manifest_path(Path(root)), dumps_manifest(manifest).encode())
-    make_readable(manifest_path(Path(root)))
 
 
 def dumps_manifest(manifest: dict[str, Any]) -> str:
@@ -208,13 +207,6 @@ def dumps_manifest(manifest: dict[str, Any]) -> str:
     lines = [json.dumps(s, separators=(",", ":")) for s in manifest["shards"]]
     body = ",\n  ".join(lines)
     return f'{text},\n "shards": [\n  {body}\n ]\n}}\n' if lines else f'{text},\n "shards": []\n}}\n'
-
-
-def make_readable(path: Path) -> None:
-    """Give a file written through a private temp file the usual permissions (0666 & ~umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
 
 
 def describe_progress(manifest: dict[str, Any]) -> str:

@@ -37,7 +37,6 @@ from worldmodel.data.format import (
     extra_role,
     file_entry,
     fsync_dir,
-    make_readable,
     manifest_path,
     npy_header,
     read_manifest,
@@ -164,7 +163,6 @@ class ShardWriter:
         shapes = {role: w.close() for role, w in self._arrays.items()}
         meta_tmp = self._tmp("meta")
         atomic_write_bytes(meta_tmp, json.dumps(self._meta, default=to_jsonable).encode())
-        make_readable(meta_tmp)
         files: dict[str, Any] = {}
         renames = [(self._tmp(role), role) for role in self._arrays] + [(meta_tmp, "meta")]
         for tmp, role in renames:
