@@ -1,0 +1,2 @@
+"""Downstream evaluations of trained representation learners (NISO: classification under
+homographies, latent equivariance error, camera pose from latent maps)."""
