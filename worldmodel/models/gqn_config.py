@@ -1,0 +1,158 @@
+"""Configuration, presets and registry entry of the Generative Query Network (torch-free).
+
+Presets:
+
+* ``small`` (the default): a CPU-sized GQN, Tower representation with 64 channels, Conv-LSTM
+  3x3 hidden 32, 4 generation steps, shared cores, sigma 2.0 -> 0.7 over 500 steps, Adam
+  lr 2e-3 -> 2e-4 over 2000 steps, batch 16; learns coarse novel views of 32x32 Shepard-Metzler
+  scenes on a 2-core CPU in minutes (see docs/gqn.md).
+* ``paper``: Eslami et al. 2018: 64x64 images, Tower r 256x16x16, Conv-LSTM 5x5 hidden 128,
+  L=12 unshared cores, z 3 channels, sigma 2.0 -> 0.7 over 200k steps, Adam lr 5e-4 -> 5e-5
+  over 1.6M steps, batch 36.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Mapping
+
+import numpy as np
+
+from worldmodel.models.registry import LearnerSpec
+from worldmodel.train.config import check_choice
+
+REPRESENTATIONS: tuple[str, ...] = ("tower", "pool", "pyramid")
+FEATURES: tuple[str, ...] = ("pooled", "spatial")
+MEAN_ACTIVATIONS: tuple[str, ...] = ("linear", "sigmoid")
+
+#: Spatial downsampling from the image to the latent (Tower output, Conv-LSTM state).
+LATENT_STRIDE = 4
+
+
+@dataclass
+class GQNConfig:
+    """Architecture and objective of a GQN (Eslami et al. 2018)."""
+
+    image_size: "int | None" = None
+    """Square image size in pixels (a multiple of 4, of 8 for 'pyramid'); None: taken from the training data."""
+    representation: Literal["tower", "pool", "pyramid"] = "tower"
+    """Representation network psi: 'tower' (r is r_channels x H/4 x W/4), 'pool' (tower + global average pool) or 'pyramid' (r is r_channels x 1 x 1)."""
+    r_channels: int = 64
+    """Channels of the scene representation r (256 in the paper)."""
+    hidden_channels: int = 32
+    """Channels of the Conv-LSTM states and of the canvas (128 in the paper)."""
+    z_channels: int = 3
+    """Channels of each latent z_l (on the H/4 x W/4 grid; 3 in the paper)."""
+    generation_steps: int = 4
+    """Number L of autoregressive latent steps (12 in the paper)."""
+    shared_core: bool = True
+    """Share one Conv-LSTM core (and canvas upsampler) across the L steps; the paper's default is unshared."""
+    kernel_size: int = 3
+    """Kernel size of the Conv-LSTM gates and of the prior/posterior heads (5 in the paper)."""
+    viewpoint_dim: int = 7
+    """Size of the viewpoint input (7: x, y, z, cos yaw, sin yaw, cos pitch, sin pitch)."""
+    position_scale: "float | None" = None
+    """Camera positions (x, y, z) are divided by this before entering the networks, so that they are O(1) like the angle terms. None: set at training start to the RMS camera distance of the first training batch (e.g. about 9.5 for Shepard-Metzler scenes), then saved with the config."""
+    mean_activation: Literal["linear", "sigmoid"] = "linear"
+    """Output mean of the Gaussian likelihood: 'linear' (a 1x1 conv of the canvas) or 'sigmoid' (squashed to [0,1], as in several public ports; it saturates on dark backgrounds and then learns far more slowly at first)."""
+    sigma_start: float = 2.0
+    """Pixel standard deviation of the Gaussian likelihood at step 0."""
+    sigma_end: float = 0.7
+    """Pixel standard deviation after annealing; held-out ELBOs are always reported at this value."""
+    sigma_anneal_steps: int = 500
+    """Steps over which sigma goes linearly from sigma_start to sigma_end (200000 in the paper)."""
+    max_context: "int | None" = None
+    """Largest number of context views per scene; each batch draws K uniformly in 1..max_context (data option). None: the GQN-port value of the dataset's source (rooms 5, jaco 7, maze 20, Shepard-Metzler 15), at most views - 1."""
+    features: Literal["pooled", "spatial"] = "pooled"
+    """Frozen-encoder features of a single view: 'pooled' (psi averaged over space, r_channels values) or 'spatial' (the flattened psi map)."""
+
+    def __post_init__(self) -> None:
+        check_choice("representation", self.representation, REPRESENTATIONS)
+        check_choice("features", self.features, FEATURES)
+        check_choice("mean_activation", self.mean_activation, MEAN_ACTIVATIONS)
+        if self.max_context is not None and self.max_context < 1:
+            raise ValueError(f"max_context must be >= 1 (or None), got {self.max_context}")
+        for name in ("r_channels", "hidden_channels", "z_channels", "generation_steps", "viewpoint_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd number, got {self.kernel_size}")
+        if self.sigma_start <= 0 or self.sigma_end <= 0:
+            raise ValueError(f"sigma_start and sigma_end must be > 0, got {self.sigma_start}, {self.sigma_end}")
+        if self.position_scale is not None and not self.position_scale > 0:
+            raise ValueError(f"position_scale must be > 0 (or None), got {self.position_scale}")
+        if self.sigma_anneal_steps < 0:
+            raise ValueError(f"sigma_anneal_steps must be >= 0, got {self.sigma_anneal_steps}")
+        if self.image_size is not None:
+            multiple = 8 if self.representation == "pyramid" else LATENT_STRIDE
+            if self.image_size < multiple or self.image_size % multiple:
+                raise ValueError(
+                    f"image_size must be a positive multiple of {multiple} for the {self.representation!r} representation, got {self.image_size}"
+                )
+        if self.representation == "tower" and self.r_channels % 2:
+            raise ValueError(f"r_channels must be even for the tower representation, got {self.r_channels}")
+        if self.representation == "pyramid" and self.r_channels % 8:
+            raise ValueError(f"r_channels must be a multiple of 8 for the pyramid representation, got {self.r_channels}")
+
+    @property
+    def latent_size(self) -> int:
+        """Side of the latent / Conv-LSTM grid (image_size / 4)."""
+        if self.image_size is None:
+            raise ValueError("image_size is not set yet (it is taken from the data when training starts)")
+        return self.image_size // LATENT_STRIDE
+
+    @property
+    def feature_dim(self) -> int:
+        """Size of the frozen-encoder features."""
+        if self.features == "pooled" or self.representation != "tower":
+            return self.r_channels
+        return self.r_channels * self.latent_size**2
+
+
+def configure(config: GQNConfig, data_info: Mapping[str, Any], first_batch: Callable[[], Any]) -> GQNConfig:
+    """Fill ``position_scale`` (if None) with the RMS camera distance of the first training batch."""
+    if config.position_scale is not None:
+        return config
+    batch = first_batch()
+    pos = np.concatenate([np.asarray(batch["context_cameras"])[..., :3].reshape(-1, 3),
+                          np.asarray(batch["query_camera"])[..., :3].reshape(-1, 3)])
+    rms = float(np.sqrt(np.mean(np.sum(pos.astype(np.float64) ** 2, axis=-1))))
+    scale = float(f"{rms:.2g}") if rms > 1e-6 else 1.0
+    return dataclasses.replace(config, position_scale=scale)
+
+
+PRESETS = {
+    "small": {
+        "model": {},
+        "train": {
+            "batch_size": 16, "steps": 2000, "lr": 2e-3, "lr_final": 2e-4, "lr_anneal_steps": 2000,
+            "ckpt_every": 250, "eval_every": 100, "image_every": 250,
+        },
+    },
+    "paper": {
+        "model": {
+            "image_size": 64, "representation": "tower", "r_channels": 256, "hidden_channels": 128,
+            "z_channels": 3, "generation_steps": 12, "shared_core": False, "kernel_size": 5,
+            "sigma_start": 2.0, "sigma_end": 0.7, "sigma_anneal_steps": 200_000,
+        },
+        "train": {
+            "batch_size": 36, "steps": 1_600_000, "lr": 5e-4, "lr_final": 5e-5, "lr_anneal_steps": 1_600_000,
+            "lr_schedule": "linear", "ckpt_every": 5000, "eval_every": 5000, "image_every": 5000,
+            "log_every": 100, "eval_batches": 16,
+        },
+    },
+}
+
+SPEC = LearnerSpec(
+    name="gqn",
+    config_class="worldmodel.models.gqn_config:GQNConfig",
+    builder="worldmodel.models.gqn:build",
+    loader="gqn",
+    loader_options=("max_context",),
+    presets=PRESETS,
+    default_preset="small",
+    configure="worldmodel.models.gqn_config:configure",
+    frozen_loader="worldmodel.models.gqn:load_frozen",
+    description="Generative Query Network (Eslami et al. 2018): scene representation + conditional DRAW-style generator",
+)

@@ -1,0 +1,496 @@
+"""The training engine shared by every learner (GQN, NISO, ...).
+
+:class:`Trainer` takes a learner name (see :mod:`worldmodel.models.registry`), its model config
+and a :class:`~worldmodel.train.config.TrainConfig`, and runs the loop: device and precision
+(bf16 autocast on CUDA, channels-last, optional ``torch.compile``), torchrun DDP, Adam with a
+step-indexed learning-rate schedule, gradient clipping, a NaN/inf guard, held-out evaluation,
+TensorBoard, a progress bar, and atomic safetensors checkpoints that a run resumes from exactly.
+
+Determinism: before every training step the global torch RNG is reseeded from
+``(seed, rank, step)``, and the loaders draw every batch from ``(seed, epoch, rank, batch)``;
+a resumed run restores the weights, optimizer state, epoch and position in the epoch, so on a
+deterministic device it reproduces the uninterrupted run's losses bit for bit.
+
+Run directory (``TrainConfig.out``)::
+
+    run.json          resolved config, versions, seed, data summary (rank 0)
+    metrics.jsonl     one record per step and per evaluation
+    tb/               TensorBoard events
+    checkpoints/step_XXXXXXXX/   model.safetensors, config.json, train_state.{safetensors,json}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import random
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from worldmodel import checkpoint as ckpt
+from worldmodel.models.registry import LearnerSpec, get_learner
+from worldmodel.train import distributed as ddp
+from worldmodel.train.config import RESUMABLE_CHANGES, TrainConfig, config_from_dict
+from worldmodel.train.data import RunData, build_run_data
+from worldmodel.train.logger import RunLogger
+from worldmodel.train.schedules import learning_rate
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm became NaN or infinite; training stopped before updating."""
+
+    def __init__(self, step: int, what: str, value: float, checkpoint: "Path | None") -> None:
+        self.step, self.what, self.value, self.checkpoint = step, what, value, checkpoint
+        kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint had been written yet"
+        super().__init__(
+            f"{what} is {value} at step {step} (0-based, before its update): training stopped; {kept}. "
+            "Lower --lr, set --grad-clip, or check the data."
+        )
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    run_dir: Path
+    """The run directory."""
+    step: int
+    """Completed optimiser steps."""
+    checkpoint: "Path | None"
+    """The last checkpoint written (rank 0; None elsewhere)."""
+    last_train: dict[str, float]
+    """Metrics of the last training step."""
+    last_eval: "dict[str, float] | None"
+    """Metrics of the last held-out evaluation."""
+    seconds: float
+    """Wall time of the loop."""
+
+
+class LossModule(nn.Module):
+    """Calls ``model.loss(batch)`` from ``forward`` so that DDP and ``torch.compile`` see it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        return self.model.loss(batch)
+
+
+#: Random streams of :func:`step_seed`.
+TRAIN_STREAM, EVAL_STREAM, IMAGE_STREAM = 0, 1, 2
+
+
+def step_seed(seed: int, rank: int, step: int, stream: int = TRAIN_STREAM) -> int:
+    """Seed of the torch RNG for one step of one rank (independent streams via SeedSequence)."""
+    entropy = [int(seed), int(rank), int(stream), int(step)]
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def rng_state() -> dict[str, Any]:
+    """All RNG states worth restoring: torch CPU and CUDA (uint8 tensors), numpy and Python."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`rng_state`."""
+    torch.set_rng_state(state["torch"].to(torch.uint8))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = list(state["cuda"])
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.to(torch.uint8) for s in cuda])
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory in MiB: CUDA allocator peak on GPUs, the process's peak RSS on CPUs."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], allowed: "frozenset[str]" = frozenset()) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{k} ({old.get(k)!r} in the run, {new.get(k)!r} now)" for k in keys
+            if k not in allowed and _norm(old.get(k)) != _norm(new.get(k))]
+
+
+def _norm(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+class Trainer:
+    """Train one learner; see the module docstring.
+
+    Args:
+        learner: registry name (``"gqn"``) or a :class:`LearnerSpec`.
+        model_config: the learner's config dataclass (``image_size=None`` is filled from the data).
+        config: training config.
+        run_data: loaders to use instead of opening ``config.data`` (tests, custom data); its
+            ``info`` must hold ``image_size``.
+        resume: continue from the newest checkpoint in ``config.out``; model config and the
+            trajectory-relevant training fields must match the checkpoint's.
+        preset: preset name, recorded in run.json.
+    """
+
+    def __init__(
+        self, learner: "str | LearnerSpec", model_config: Any, config: TrainConfig, run_data: "RunData | None" = None,
+        resume: bool = False, preset: "str | None" = None,
+    ) -> None:
+        self.spec = learner if isinstance(learner, LearnerSpec) else get_learner(learner)
+        self.model_config = model_config
+        self.config = config
+        self.run_data = run_data
+        self.resume = resume
+        self.preset = preset
+        self.run_dir = Path(config.out)
+
+    # ------------------------------------------------------------------ set-up
+
+    def _setup_device(self) -> None:
+        cfg = self.config
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = ddp.resolve_device(cfg.device, local_rank)
+        self.dist = ddp.init_distributed(self.device)
+        if cfg.batch_size % self.dist.world_size:
+            raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes ({self.dist.world_size})")
+        self.batch_per_rank = cfg.batch_size // self.dist.world_size
+        cuda = self.device.type == "cuda"
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        precision = cfg.precision if cfg.precision != "auto" else ("bf16" if cuda else "fp32")
+        self.autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+        self.precision = precision
+        self.channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and cuda)
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = not cfg.deterministic
+
+    def _autocast(self) -> "contextlib.AbstractContextManager[Any]":
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def _latest_checkpoint(self) -> "Path | None":
+        found = ckpt.list_checkpoints(self.run_dir)
+        return found[-1] if found else None
+
+    def _check_resume(self, meta: Mapping[str, Any]) -> None:
+        if meta.get("learner") != self.spec.name:
+            raise ValueError(f"{self.run_dir}: the checkpoint is of learner {meta.get('learner')!r}, not {self.spec.name!r}")
+        diffs = _differences(meta["model"], dataclasses.asdict(self.model_config))
+        if diffs:
+            raise ValueError(f"cannot resume {self.run_dir}: the model config differs: {'; '.join(diffs)}")
+        diffs = _differences(meta.get("train", {}), dataclasses.asdict(self.config), RESUMABLE_CHANGES)
+        if diffs:
+            raise ValueError(
+                f"cannot resume {self.run_dir}: training options differ: {'; '.join(diffs)} "
+                f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change on resume)"
+            )
+
+    def _resolved(self) -> dict[str, Any]:
+        return {
+            "learner": self.spec.name,
+            "preset": self.preset,
+            "model": dataclasses.asdict(self.model_config),
+            "train": dataclasses.asdict(self.config),
+        }
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self) -> TrainResult:
+        """Run training to ``config.steps``; returns a :class:`TrainResult`.
+
+        Raises:
+            TrainingDiverged: the loss or gradient norm became non-finite (nothing is saved for
+                that step; earlier checkpoints are kept).
+        """
+        self._setup_device()
+        try:
+            return self._fit()
+        finally:
+            ddp.shutdown(self.dist)
+
+    def _fit(self) -> TrainResult:
+        cfg, dist = self.config, self.dist
+        latest = self._latest_checkpoint()
+        if latest is not None and not self.resume:
+            raise ValueError(f"{self.run_dir} already holds checkpoints (newest {latest.name}); pass --resume to continue it or choose another --out")
+        if self.resume and latest is None:
+            raise FileNotFoundError(f"--resume: {self.run_dir} holds no checkpoint to resume from")
+
+        # data
+        if self.run_data is None:  # learner-specific data first (e.g. NISO's --data digits), else scene loaders
+            custom = self.spec.custom_data(cfg, self.model_config, self.batch_per_rank)
+            if custom is not None:
+                self.run_data, self.model_config = custom
+        if self.run_data is None:
+            self.run_data = build_run_data(
+                self.spec.loader, cfg.data, cfg.val_data, cfg.val_fraction if cfg.eval_every or cfg.val_data else 0.0,
+                self.batch_per_rank, cfg.seed, cfg.num_workers, self.spec.loader_kwargs(self.model_config),
+                pin_memory=self.device.type == "cuda",
+            )
+        data = self.run_data
+        if any(f.name == "image_size" for f in dataclasses.fields(self.model_config)):
+            size = data.info.get("image_size")
+            if self.model_config.image_size is None:
+                self.model_config = dataclasses.replace(self.model_config, image_size=int(size))
+            elif size is not None and int(size) != self.model_config.image_size:
+                raise ValueError(
+                    f"the data has {size}px images but the model config asks for image_size={self.model_config.image_size}; "
+                    f"collect data with --size {self.model_config.image_size} or pass --image-size {size}"
+                )
+
+        self.model_config = self.spec.configure_from_data(self.model_config, data.info, lambda: next(iter(data.train_loader)))
+        if dist.enabled:  # data-dependent fields must agree: every rank takes rank 0's config
+            values = ddp.broadcast_json(dataclasses.asdict(self.model_config), dist, self.device)
+            self.model_config = config_from_dict(type(self.model_config), values, f"{self.spec.name} model config")
+
+        # model and optimiser (same initialisation on every rank; DDP also broadcasts rank 0's)
+        torch.manual_seed(cfg.seed)
+        model = self.spec.build(self.model_config).to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt_cls = torch.optim.AdamW if cfg.weight_decay > 0 else torch.optim.Adam
+        optimizer = opt_cls(params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
+                            weight_decay=cfg.weight_decay)
+        step, epoch, batch_in_epoch = 0, 0, 0
+        if self.resume:
+            state, meta = ckpt.load_model_state(latest)
+            self._check_resume(meta)
+            model.load_state_dict(state, strict=True)
+            train_state = ckpt.load_train_state(latest)
+            optimizer.load_state_dict(train_state["optimizer"])
+            step, epoch, batch_in_epoch = int(train_state["step"]), int(train_state["epoch"]), int(train_state["batch_in_epoch"])
+            set_rng_state(train_state["rng"])
+        self.model, self.optimizer = model, optimizer
+
+        wrapped: nn.Module = LossModule(model)
+        if dist.enabled:
+            wrapped = nn.parallel.DistributedDataParallel(
+                wrapped, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
+        if cfg.compile:
+            wrapped = torch.compile(wrapped)
+        self.wrapped = wrapped
+
+        if dist.is_main:
+            from worldmodel.run_metadata import read_run_metadata, write_run_metadata
+
+            extra: dict[str, Any] = {"data": data.info, "world_size": dist.world_size, "device": str(self.device),
+                                     "precision": self.precision, "channels_last": self.channels_last,
+                                     "parameters": sum(p.numel() for p in params)}
+            if self.resume:
+                extra["resumed_from_step"] = step
+                with contextlib.suppress(FileNotFoundError, ValueError):
+                    extra["first_created"] = read_run_metadata(self.run_dir).get("created")
+            write_run_metadata(self.run_dir, self._resolved(), cfg.seed, extra)
+        logger = RunLogger(self.run_dir, enabled=dist.is_main, resume_step=step if self.resume else None)
+        self.logger = logger
+
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True,
+                   disable=not (dist.is_main and cfg.progress), desc=f"train {self.spec.name}")
+        loader = data.train_loader
+        batches_per_epoch = len(loader)
+        last_ckpt = latest
+        last_train: dict[str, float] = {}
+        last_eval: "dict[str, float] | None" = None
+        it = None
+        t_start = time.perf_counter()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        model.train()
+        try:
+            if data.val_loader is not None and step == 0 and not self.resume:
+                last_eval = self.evaluate(0)  # the untrained baseline of the held-out curve
+            while step < cfg.steps:
+                t_prev = time.perf_counter()  # a step's time: loading its batch + the update (not eval/checkpoints)
+                if it is None:
+                    loader.set_epoch(epoch)
+                    it = iter(loader)
+                    for _ in range(batch_in_epoch):  # resume mid-epoch: skip the batches already seen
+                        next(it)
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    epoch, batch_in_epoch, it = epoch + 1, 0, None
+                    continue
+                metrics = self._train_step(batch, step, last_ckpt)
+                step += 1
+                batch_in_epoch += 1
+                if batch_in_epoch >= batches_per_epoch:
+                    epoch, batch_in_epoch, it = epoch + 1, 0, None
+                dt = time.perf_counter() - t_prev
+                metrics.update({
+                    "epoch": epoch,
+                    "time/step_s": dt,
+                    "throughput/steps_per_s": 1.0 / max(dt, 1e-9),
+                    "throughput/scenes_per_s": cfg.batch_size / max(dt, 1e-9),
+                })
+                last_train = metrics
+                logger.record("train", step, metrics)
+                if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.steps):
+                    metrics["memory/peak_mb"] = peak_memory_mb(self.device)
+                    logger.scalars(step, metrics, "train")
+                    bar.set_postfix({k: f"{metrics[k]:.4g}" for k in ("loss",) if k in metrics}, refresh=False)
+                if data.val_loader is not None and (
+                    (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps
+                ):
+                    last_eval = self.evaluate(step)
+                    bar.set_postfix({"loss": f"{metrics['loss']:.4g}", "val": f"{last_eval.get('loss', float('nan')):.4g}"},
+                                    refresh=False)
+                if dist.is_main and cfg.image_every and (step % cfg.image_every == 0 or step == cfg.steps):
+                    self._log_images(step, batch)
+                if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or step == cfg.steps:
+                    last_ckpt = self.save_checkpoint(step, epoch, batch_in_epoch) or last_ckpt
+                bar.update(1)
+        finally:
+            bar.close()
+            logger.close()
+        return TrainResult(self.run_dir, step, last_ckpt if dist.is_main else None, last_train, last_eval,
+                           time.perf_counter() - t_start)
+
+    def _train_step(self, batch: Mapping[str, Any], step: int, last_ckpt: "Path | None") -> dict[str, float]:
+        from worldmodel.data.transfer import to_device
+
+        cfg, dist, model = self.config, self.dist, self.model
+        torch.manual_seed(step_seed(cfg.seed, dist.rank, step))
+        lr = learning_rate(step, cfg.lr, cfg.lr_final, cfg.lr_anneal_steps, cfg.lr_schedule, cfg.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if hasattr(model, "set_step"):
+            model.set_step(step)
+        batch = to_device(batch, self.device, channels_last=self.channels_last)
+        with self._autocast():
+            out = self.wrapped(batch)
+        loss = out["loss"]
+        if ddp.any_rank(not bool(torch.isfinite(loss.detach()).item()), self.device, dist):
+            raise TrainingDiverged(step, "the loss", float(loss.detach().float().item()), last_ckpt)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_norm)
+        if not bool(torch.isfinite(grad_norm).item()):  # gradients are already averaged: same on all ranks
+            raise TrainingDiverged(step, "the gradient norm", float(grad_norm.item()), last_ckpt)
+        self.optimizer.step()
+        names = list(out)
+        values = torch.stack([out[k].detach().float().reshape(()) for k in names])
+        values = ddp.all_reduce_mean(values, dist)
+        metrics = {k: float(v) for k, v in zip(names, values.tolist())}
+        metrics.update({"lr": lr, "grad_norm": float(grad_norm)})
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Mean held-out metrics over the first ``eval_batches`` validation batches (same ones each time)."""
+        from worldmodel.data.transfer import to_device
+
+        cfg, dist, model = self.config, self.dist, self.model
+        loader = self.run_data.val_loader
+        eval_fn = getattr(model, "eval_loss", None) or model.loss
+        was_training = model.training
+        model.eval()
+        torch.manual_seed(step_seed(cfg.seed, dist.rank, 0, EVAL_STREAM))  # fixed draws: evaluations are comparable
+        loader.set_epoch(0)
+        sums: dict[str, torch.Tensor] = {}
+        n = 0
+        for i, batch in enumerate(loader):
+            if i >= max(1, cfg.eval_batches):
+                break
+            batch = to_device(batch, self.device, channels_last=self.channels_last)
+            with self._autocast():
+                out = eval_fn(batch)
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0) + v.detach().float().reshape(())
+            n += 1
+        model.train(was_training)
+        names = list(sums)
+        values = ddp.all_reduce_mean(torch.stack([sums[k] / max(n, 1) for k in names]), dist)
+        metrics = {k: float(v) for k, v in zip(names, values.tolist())}
+        self.logger.record("eval", step, metrics)
+        self.logger.scalars(step, metrics, "val")
+        return metrics
+
+    @torch.no_grad()
+    def _log_images(self, step: int, train_batch: Mapping[str, Any]) -> None:
+        from worldmodel.data.transfer import to_device
+
+        visualise = getattr(self.model, "visualise", None)
+        if visualise is None:
+            return
+        batch = train_batch
+        if self.run_data.val_loader is not None:
+            self.run_data.val_loader.set_epoch(0)
+            batch = next(iter(self.run_data.val_loader))
+        was_training = self.model.training
+        self.model.eval()
+        rng = torch.get_rng_state()
+        torch.manual_seed(step_seed(self.config.seed, self.dist.rank, 0, IMAGE_STREAM))
+        with self._autocast():
+            images = visualise(to_device(batch, self.device, channels_last=self.channels_last))
+        torch.set_rng_state(rng)
+        self.model.train(was_training)
+        self.logger.images(step, images)
+
+    def save_checkpoint(self, step: int, epoch: int, batch_in_epoch: int) -> "Path | None":
+        """Write ``checkpoints/step_XXXXXXXX`` atomically (rank 0), keep the newest ``keep_checkpoints``."""
+        path = None
+        if self.dist.is_main:
+            train_state = {
+                "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                "optimizer": self.optimizer.state_dict(), "rng": rng_state(), "world_size": self.dist.world_size,
+            }
+            meta = {**self._resolved(), "step": step, "data": self.run_data.info}
+            path = ckpt.save_checkpoint(
+                self.run_dir / ckpt.CHECKPOINTS_DIR / ckpt.step_dir_name(step), self.model.state_dict(), meta, train_state
+            )
+            ckpt.prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
+        ddp.barrier(self.dist)
+        return path
+
+
+def train(learner: str, model_config: Any, config: TrainConfig, **kwargs: Any) -> TrainResult:
+    """Convenience wrapper: ``Trainer(learner, model_config, config, **kwargs).fit()``."""
+    return Trainer(learner, model_config, config, **kwargs).fit()
+
+
+def resolve_configs(
+    learner: str, preset: "str | None", model_overrides: Mapping[str, Any], train_overrides: Mapping[str, Any]
+) -> "tuple[Any, TrainConfig]":
+    """Model and training configs: dataclass defaults, then the preset, then explicit overrides."""
+    spec = get_learner(learner)
+    model_cfg = spec.make_config(preset, **model_overrides)
+    values = dataclasses.asdict(TrainConfig())
+    values.update(spec.preset(preset).get("train", {}))
+    values.update(train_overrides)
+    return model_cfg, config_from_dict(TrainConfig, values, "training config")
