@@ -31,7 +31,22 @@ def episode_success(info: dict) -> "bool | None":
 
 
 class SuccessEvalCallback(EvalCallback):
-    """SB3's EvalCallback, also reading ``info["success"]`` (the toolkit's Jaco env) as success."""
+    """SB3's EvalCallback with two additions.
+
+    * ``info["success"]`` (the toolkit's Jaco env) counts as success, like ``info["is_success"]``;
+    * with ``eval_seed``, the evaluation env is reseeded before every evaluation, so every
+      evaluation of every run plays the same episodes (common random numbers: differences between
+      evaluations come from the policies, not from which targets were drawn).
+    """
+
+    def __init__(self, *args: Any, eval_seed: "int | None" = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.eval_seed = eval_seed
+
+    def _on_step(self) -> bool:
+        if self.eval_seed is not None and self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:
+            self.eval_env.seed(self.eval_seed)  # applied at evaluate_policy's reset
+        return super()._on_step()
 
     def _log_success_callback(self, locals_: dict[str, Any], globals_: dict[str, Any]) -> None:
         if locals_["done"]:

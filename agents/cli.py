@@ -10,8 +10,7 @@ import argparse
 import importlib
 import sys
 
-#: Modules that contribute subcommands, in help order. Missing ones are skipped with a note
-#: only while the toolkit is being assembled; every listed module ships with the package.
+#: Modules that contribute subcommands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
     "envs.cli",
     "worldmodel.data.cli",
@@ -29,13 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name == name:
-                continue
-            raise
-        module.add_commands(sub)
+        importlib.import_module(name).add_commands(sub)
     return parser
 
 

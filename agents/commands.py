@@ -35,6 +35,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run directory")
     _add_env_options(p)
     p.add_argument("--vec-env", default="dummy", choices=VEC_ENVS, help="dummy (one process) or subproc (one per env)")
+    p.add_argument("--eval-seed", type=int, default=_TRAIN_DEFAULTS.eval_seed,
+                   help=f"seed of the evaluation episodes, the same at every evaluation (default {_TRAIN_DEFAULTS.eval_seed})")
     p.add_argument("--checkpoint-freq", type=int, default=_TRAIN_DEFAULTS.checkpoint_freq,
                    help=f"save an SB3 checkpoint every N env steps (default {_TRAIN_DEFAULTS.checkpoint_freq}; 0: final model only)")
     p.add_argument("--append-viewpoint", action="store_true", help="repr: append the 7-d camera viewpoint to the features")
@@ -123,6 +125,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         vec_env=args.vec_env,
         eval_freq=args.eval_freq,
         eval_episodes=args.eval_episodes,
+        eval_seed=args.eval_seed,
         checkpoint_freq=args.checkpoint_freq,
         hyperparams=parse_overrides(args.hp, "--hp"),
         env_kwargs=parse_overrides(args.env_kwarg, "--env-kwarg"),

@@ -126,6 +126,21 @@ def _check_grid(cfg: CompareConfig) -> dict[str, Any]:
     return sig
 
 
+def _check_encoder(cfg: CompareConfig) -> None:
+    """Load the encoder once before launching runs, so a bad checkpoint or an image size that
+    does not match ``--size`` is reported here rather than in every repr run's log."""
+    if "repr" not in cfg.obs_modes:
+        return
+    from worldmodel import load_encoder
+
+    enc = load_encoder(str(cfg.encoder), device="cpu")
+    if cfg.size is not None and cfg.size != enc.image_size:
+        raise ValueError(
+            f"the {enc.name} encoder {cfg.encoder} takes {enc.image_size}x{enc.image_size} images but --size is {cfg.size}; "
+            f"use --size {enc.image_size} (or leave it out)"
+        )
+
+
 def _progress(run: GridRun, steps: int) -> int:
     if is_finished(run.out):
         return steps
@@ -140,6 +155,7 @@ def run_grid(cfg: CompareConfig, log: Any = print, poll_s: float = 0.5) -> GridR
     from tqdm.auto import tqdm
 
     cfg.validate()
+    _check_encoder(cfg)
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     _check_grid(cfg)
     runs = plan_grid(cfg)

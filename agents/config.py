@@ -120,7 +120,7 @@ class TrainConfig:
     steps: int = 50_000
     """Environment steps to train for (summed over the parallel envs)."""
     seed: int = 0
-    """Seed of the agent, the training envs (seed + i) and the evaluation envs (seed + 10000 + i)."""
+    """Seed of the agent and the training envs (env i: seed + i); evaluation uses ``eval_seed``."""
     out: str = "wm_out/agent"
     """Output directory: config, metadata, evaluations, TensorBoard logs, checkpoints, done.json."""
     camera: "str | None" = None
@@ -142,7 +142,9 @@ class TrainConfig:
     eval_freq: int = 5_000
     """Evaluate every this many env steps (rounded to a multiple of ``n_envs``)."""
     eval_episodes: int = 5
-    """Episodes per evaluation (deterministic policy, separate env instances)."""
+    """Episodes per evaluation (deterministic policy, separate env instance)."""
+    eval_seed: int = 10_000
+    """Seed of the evaluation env, reset before every evaluation: all evaluations of all runs play the same episodes."""
     checkpoint_freq: int = 50_000
     """Save an SB3 checkpoint (``checkpoints/``) every this many env steps (0: only the final model)."""
     hyperparams: dict[str, Any] = field(default_factory=dict)

@@ -3,7 +3,8 @@
 A run writes into its output directory (see :mod:`agents.artifacts`): the resolved config,
 metadata (versions, encoder SHA-256), TensorBoard logs, ``evaluations.csv`` (step 0, every
 ``eval_freq`` env steps, and at the end unless a periodic evaluation fell within half an
-interval of it; deterministic policy on separate evaluation envs), SB3 checkpoints, the final
+interval of it; deterministic policy on a separate evaluation env, reseeded with ``eval_seed``
+before every evaluation so that all evaluations of all runs use the same episodes), SB3 checkpoints, the final
 ``model.zip`` and, last and atomically, ``done.json``.
 
 ``model.zip`` is Stable-Baselines3's own format. It contains pickled Python objects: load only
@@ -39,8 +40,6 @@ from worldmodel.run_metadata import RUN_FILE, write_run_metadata
 
 #: SB3 class name of each algorithm key.
 ALGO_CLASSES: dict[str, str] = {"ppo": "PPO", "a2c": "A2C", "sac": "SAC", "td3": "TD3", "ddpg": "DDPG", "dqn": "DQN"}
-#: Offset between training and evaluation env seeds.
-EVAL_SEED_OFFSET = 10_000
 
 
 class ReplayMemoryError(ValueError):
@@ -138,7 +137,7 @@ def _image_size(space: spaces.Space) -> "int | None":
     return None
 
 
-def _evaluate(model: Any, env: Any, episodes: int) -> tuple[list[float], list[int], "list[bool] | None"]:
+def _evaluate(model: Any, env: Any, episodes: int, seed: int) -> tuple[list[float], list[int], "list[bool] | None"]:
     from stable_baselines3.common.evaluation import evaluate_policy
 
     from agents.callbacks import episode_success
@@ -149,6 +148,7 @@ def _evaluate(model: Any, env: Any, episodes: int) -> tuple[list[float], list[in
         if locals_["done"] and episode_success(locals_["info"]) is not None:
             successes.append(bool(episode_success(locals_["info"])))
 
+    env.seed(seed)  # the same evaluation episodes every time (see SuccessEvalCallback)
     returns, lengths = evaluate_policy(
         model, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True, callback=on_step
     )
@@ -231,7 +231,7 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
     env = make_env(config.env_id, n_envs=n_envs, seed=config.seed, **common)
     eval_env = None
     try:
-        eval_env = make_env(config.env_id, n_envs=1, seed=config.seed + EVAL_SEED_OFFSET, **{**common, "vec_env": "dummy"})
+        eval_env = make_env(config.env_id, n_envs=1, seed=config.eval_seed, **{**common, "vec_env": "dummy"})
         image_size = _image_size(env.observation_space) if config.obs == "pixels" else None
         defaults, hp = resolve_hyperparams(config, image_size)
         if config.algo in OFF_POLICY:
@@ -277,13 +277,14 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
 
         recorder = EvaluationRecorder(out)
         t0 = time.monotonic()
-        returns, lengths, succ = _evaluate(model, eval_env, config.eval_episodes)
+        returns, lengths, succ = _evaluate(model, eval_env, config.eval_episodes, config.eval_seed)
         row = recorder.add(0, returns, lengths, succ)
         log(f"eval at step 0: mean return {row['mean_return']:.3f}")
         callbacks = [
             ProgressCallback(config.steps, out, show=config.progress, desc=f"{config.algo}/{config.obs} seed {config.seed}"),
             SuccessEvalCallback(
                 eval_env,
+                eval_seed=config.eval_seed,
                 callback_after_eval=RecordAfterEval(recorder),
                 n_eval_episodes=config.eval_episodes,
                 eval_freq=eval_freq // n_envs,  # EvalCallback counts calls: each call is n_envs env steps
@@ -301,7 +302,7 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
         # A final evaluation, unless a periodic one fell within half an interval of the end (on-policy
         # algorithms overshoot `steps` by up to one rollout; a second point there only adds noise).
         if model.num_timesteps - recorder.last_timesteps >= eval_freq / 2:
-            returns, lengths, succ = _evaluate(model, eval_env, config.eval_episodes)
+            returns, lengths, succ = _evaluate(model, eval_env, config.eval_episodes, config.eval_seed)
             recorder.add(model.num_timesteps, returns, lengths, succ)
         model.save(str(out / MODEL_FILE))
         final = recorder.rows[-1]

@@ -72,6 +72,16 @@ def test_compare_writes_report_and_resumes(tmp_path):
     assert (out / "runs" / "state_s1" / "done.json").is_file()
 
 
+def test_compare_checks_encoder_size_before_running(tmp_path, capsys):
+    from agents.cli import main as wm
+
+    ckpt = fake.save_tiny_gqn(tmp_path / "gqn", size=16)
+    code = wm(["agent", "compare", "--obs", "repr", "state", "--encoder", str(ckpt), "--size", "32", "--out", str(tmp_path / "c")])
+    assert code == 2
+    assert "takes 16x16 images but --size is 32; use --size 16" in capsys.readouterr().err
+    assert not (tmp_path / "c" / "runs").exists()
+
+
 def test_compare_refuses_other_settings_in_same_directory(tmp_path):
     cfg = CompareConfig(env_id="wm/JacoReach-v0", obs_modes=("state",), seeds=2, steps=100, out=str(tmp_path))
     _check_grid(cfg)

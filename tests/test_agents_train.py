@@ -124,3 +124,16 @@ def test_cli_rejects_bad_inputs(tmp_path, capsys):
     assert code == 2
     assert "takes 32x32 images but the env produces 16x16; make the env with size=32" in capsys.readouterr().err
     assert parse_overrides(["lr=0.5", "net=[64, 64]", "name=abc"]) == {"lr": 0.5, "net": [64, 64], "name": "abc"}
+
+
+def test_evaluations_replay_the_same_episodes():
+    from stable_baselines3 import PPO
+
+    from agents.train import _evaluate
+
+    env = make_env(fake.ENV_ID, obs="state", n_envs=1, seed=0, env_kwargs={"max_steps": 5})
+    model = PPO("MlpPolicy", env, seed=0, device="cpu", **TINY_PPO)
+    first = _evaluate(model, env, 3, seed=11)
+    assert _evaluate(model, env, 3, seed=11) == first  # same seed: same episodes, same returns
+    assert _evaluate(model, env, 3, seed=12)[0] != first[0]
+    env.close()
