@@ -20,7 +20,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.artifacts import LOG_FILE, PROGRESS_FILE, encoder_checksum, is_finished, read_json, write_json_atomic
+from agents.artifacts import (
+    LOG_FILE,
+    PROGRESS_FILE,
+    encoder_checksum,
+    is_finished,
+    read_json,
+    write_json_atomic,
+)
 from agents.config import CompareConfig
 
 GRID_FILE = "compare_config.json"
@@ -196,9 +203,9 @@ def run_grid(cfg: CompareConfig, log: Any = print, poll_s: float = 0.5) -> GridR
             done_steps = sum(_progress(r, cfg.steps) for r in pending)
             bar.update(done_steps - bar.n)
     finally:
-        for proc, (run, logf) in active.items():  # interrupted: stop only the processes started here
+        for proc in active:  # interrupted: stop only the processes started here
             proc.terminate()
-        for proc, (run, logf) in active.items():
+        for proc, (_, logf) in active.items():
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -211,7 +218,6 @@ def run_grid(cfg: CompareConfig, log: Any = print, poll_s: float = 0.5) -> GridR
 
 def setup_summary(cfg: CompareConfig) -> dict[str, Any]:
     """The settings table of the report."""
-    from agents.stats import bootstrap_backend
 
     enc = encoder_checksum(cfg.encoder) if cfg.encoder else None
     return {
@@ -225,7 +231,7 @@ def setup_summary(cfg: CompareConfig) -> dict[str, Any]:
         "image size": cfg.size or "encoder input size / env default",
         "encoder": f"{enc['checkpoint']} (model.safetensors sha256 {enc['sha256'][:16]}...)" if enc else (cfg.encoder or "none"),
         "extra train args": " ".join(cfg.train_args) or "none",
-        "bootstrap": f"{cfg.bootstrap_reps} stratified resamples ({bootstrap_backend()})",
+        "bootstrap": f"{cfg.bootstrap_reps} stratified resamples (rliable)",
     }
 
 

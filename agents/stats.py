@@ -182,42 +182,8 @@ def _interp_curves(runs: list[RunRecord], grid: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(grid, r.timesteps, r.returns) for r in runs])
 
 
-def bootstrap_backend() -> str:
-    """``"rliable"`` when ``rliable.library`` imports, else ``"fallback"`` (see :func:`_fallback_ci`)."""
-    try:
-        from rliable import library  # noqa: F401
-    except Exception:  # arch < 8 fails to import under pandas >= 3 (TypeError in deprecate_kwarg)
-        return "fallback"
-    return "rliable"
-
-
-def _fallback_ci(score_dict: dict, func: Callable, reps: int, seed: int, size: float = 0.95) -> tuple[dict, dict]:
-    """Stratified percentile bootstrap with rliable's semantics, for when ``rliable.library``
-    cannot be imported (its ``arch`` dependency before 8.0 breaks under pandas 3). Runs are
-    resampled with replacement within each task; several arrays (probability of improvement) are
-    resampled independently. Returns ``(point, [2, ...] interval)`` dicts like rliable."""
-    rng = np.random.default_rng(seed)
-    points, intervals = {}, {}
-    for key, scores in score_dict.items():
-        arrays = [scores] if isinstance(scores, np.ndarray) else list(scores)
-        points[key] = func(*arrays)
-        samples = []
-        for _ in range(reps):
-            resampled = []
-            for a in arrays:
-                idx = rng.integers(0, a.shape[0], size=a.shape[:2])  # per task column: runs with replacement
-                resampled.append(a[idx, np.arange(a.shape[1])[None, :]])
-            samples.append(np.asarray(func(*resampled), dtype=np.float64))
-        stacked = np.stack(samples)
-        alpha = (1.0 - size) / 2.0
-        intervals[key] = np.percentile(stacked, [100 * alpha, 100 * (1 - alpha)], axis=0)
-    return points, intervals
-
-
 def _ci(score_dict: dict, func: Callable, reps: int, seed: int) -> tuple[dict, dict]:
     """Point estimates and stratified-bootstrap 95% CIs (rliable's ``get_interval_estimates``)."""
-    if bootstrap_backend() == "fallback":
-        return _fallback_ci(score_dict, func, reps, seed)
     from rliable import library as rly
 
     with _seeded_numpy(seed):
@@ -313,7 +279,10 @@ def compare_runs(
             reps,
             seed,
         )
-        improvement = {p: (float(pts[p]), float(cis[p][0]), float(cis[p][1])) for p in pairs}
+        # rliable returns the point as shape () or (1,) and the interval as [2] or [2, 1].
+        improvement = {
+            p: (float(np.ravel(pts[p])[0]), float(np.ravel(cis[p][0])[0]), float(np.ravel(cis[p][1])[0])) for p in pairs
+        }
 
     return Comparison(
         modes=modes,

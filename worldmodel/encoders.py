@@ -76,6 +76,7 @@ class FrozenEncoder(nn.Module):
         self.uses_viewpoint = uses_viewpoint
         self.dtype = dtype
         self.metadata = dict(metadata or {})
+        self.train(False)
 
     @property
     def device(self) -> torch.device:
