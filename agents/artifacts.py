@@ -79,7 +79,8 @@ def encoder_checksum(checkpoint: "str | Path") -> "dict[str, str] | None":
     ``checkpoint`` may be a checkpoint or run directory (the newest checkpoint is used, as
     :func:`worldmodel.load_encoder` does); ``None`` when no ``model.safetensors`` is found.
     """
-    from worldmodel.checkpoint import MODEL_FILE as WEIGHTS, resolve_checkpoint
+    from worldmodel.checkpoint import MODEL_FILE as WEIGHTS
+    from worldmodel.checkpoint import resolve_checkpoint
 
     try:
         directory = resolve_checkpoint(checkpoint)

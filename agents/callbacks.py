@@ -15,8 +15,13 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from tqdm.auto import tqdm
 
-from agents.artifacts import EVAL_COLUMNS, EVALUATIONS_FILE, PROGRESS_FILE, write_csv_atomic, write_json_atomic
-
+from agents.artifacts import (
+    EVAL_COLUMNS,
+    EVALUATIONS_FILE,
+    PROGRESS_FILE,
+    write_csv_atomic,
+    write_json_atomic,
+)
 
 #: Info keys read as the episode's success at its last step (SB3's convention first).
 SUCCESS_KEYS: tuple[str, ...] = ("is_success", "success")

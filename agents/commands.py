@@ -8,7 +8,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from agents.config import AGENT_OBS_MODES, AGGREGATES, ALGOS, VEC_ENVS, CompareConfig, TrainConfig
+from agents.config import (
+    AGENT_OBS_MODES,
+    AGGREGATES,
+    ALGOS,
+    VEC_ENVS,
+    CompareConfig,
+    TrainConfig,
+)
 
 _TRAIN_DEFAULTS = TrainConfig()
 _COMPARE_DEFAULTS = CompareConfig()

@@ -20,8 +20,16 @@ from typing import Any, Callable
 
 import gymnasium as gym
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecTransposeImage
+from stable_baselines3.common.preprocessing import (
+    is_image_space,
+    is_image_space_channels_first,
+)
+from stable_baselines3.common.vec_env import (
+    DummyVecEnv,
+    SubprocVecEnv,
+    VecEnv,
+    VecTransposeImage,
+)
 
 from agents.config import AGENT_OBS_MODES, AGGREGATES, ENV_OBS, VEC_ENVS
 from agents.wrappers import EncoderVecEnvWrapper

@@ -18,7 +18,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from agents.artifacts import EVALUATIONS_FILE, write_csv_atomic, write_json_atomic, write_text_atomic
+from agents.artifacts import (
+    EVALUATIONS_FILE,
+    write_csv_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from agents.stats import METRICS, Comparison
 
 MODE_LABELS: dict[str, str] = {"repr": "representation (frozen encoder)", "pixels": "pixels", "state": "state"}
@@ -285,6 +290,10 @@ def _answer(cmp: Comparison) -> str:
             parts.append(f"The pixel agent reached {frac} after {steps_label(p)} env steps; the representation agent did not within {budget}.")
         else:
             parts.append(f"Neither the representation nor the pixel agent reached {frac} within {budget} env steps.")
+        parts.append(
+            f"Final normalised IQM (0 = untrained, 1 = reference): representation {_ci_text(cmp.aggregates['repr']['IQM'], 2)}, "
+            f"pixels {_ci_text(cmp.aggregates['pixels']['IQM'], 2)}."
+        )
     else:
         for m in cmp.modes:
             v = s[m][0]

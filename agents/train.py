@@ -194,13 +194,18 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
         return read_json(out / DONE_FILE)
     _prepare_run_dir(out)
 
-    import torch
     import stable_baselines3 as sb3
+    import torch
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
     from stable_baselines3.common.noise import NormalActionNoise
     from stable_baselines3.common.utils import get_device, set_random_seed
 
-    from agents.callbacks import EvaluationRecorder, ProgressCallback, RecordAfterEval, SuccessEvalCallback
+    from agents.callbacks import (
+        EvaluationRecorder,
+        ProgressCallback,
+        RecordAfterEval,
+        SuccessEvalCallback,
+    )
     from agents.make_env import make_env, resolve_encoder
 
     if config.threads is not None:

@@ -43,6 +43,7 @@ def _encoder(path: "str | None", size: int, tmp: Path):
 def time_training(env_id: str, obs: str, encoder, steps: int, n_envs: int, env_kwargs: dict) -> float:
     """Env steps/s of PPO.learn (defaults of agents.config for this obs mode), after a warm-up."""
     from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import Logger
 
     from agents.config import defaults_for
     from agents.extractors import pixel_policy_kwargs
@@ -56,6 +57,7 @@ def time_training(env_id: str, obs: str, encoder, steps: int, n_envs: int, env_k
     env = make_env(env_id, obs=obs, encoder=encoder if obs == "repr" else None, n_envs=n_envs, seed=0,
                    env_kwargs=env_kwargs if obs != "state" else {k: v for k, v in env_kwargs.items() if k != "size"})
     model = PPO(d.policy, env, seed=0, device="cpu", verbose=0, **hp)
+    model.set_logger(Logger(None, []))  # timing only: no log files
     model.learn(hp["n_steps"] * n_envs)  # warm-up: renderer contexts, allocations
     t = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)

@@ -125,7 +125,7 @@ def plot(results: list[dict], path: Path) -> None:
     if not ok:
         return
     fig, axes = plt.subplots(1, len(ok), figsize=(5.5 * len(ok), 3.8), squeeze=False)
-    for ax, r in zip(axes[0], ok):
+    for ax, r in zip(axes[0], ok, strict=True):
         c, chk = r["curve"], r["check"]
         ax.plot(c["timesteps"], c["mean_return"], marker=".", label="mean return")
         if chk["max_return"]:

@@ -11,11 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import agents_fake_env as fake
 import numpy as np
 import pytest
 from PIL import Image
 
-import agents_fake_env as fake
 from agents.compare import _check_grid
 from agents.config import CompareConfig
 from agents.stats import RunRecord, compare_runs, iqm, probability_of_improvement

@@ -6,16 +6,22 @@ from __future__ import annotations
 import csv
 import json
 
+import agents_fake_env as fake
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
 
-import agents_fake_env as fake
 from agents.cli import main as wm
 from agents.config import TrainConfig
 from agents.make_env import make_env
-from agents.train import ReplayMemoryError, check_replay_memory, estimate_replay_memory, parse_overrides, train_agent
+from agents.train import (
+    ReplayMemoryError,
+    check_replay_memory,
+    estimate_replay_memory,
+    parse_overrides,
+    train_agent,
+)
 from worldmodel.atomic import file_sha256
 
 JACO = "wm/JacoReach-v0"
@@ -28,12 +34,14 @@ def _state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def test_encoder_unchanged_by_ppo_training():
     from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import Logger
 
     torch.set_num_threads(1)
     enc = fake.tiny_encoder(size=16)
     before = _state_copy(enc)
     env = make_env(JACO, obs="repr", encoder=enc, n_envs=2, seed=0, env_kwargs={"camera": "moving", "episode_length": 8})
     model = PPO("MlpPolicy", env, seed=0, device="cpu", **TINY_PPO)
+    model.set_logger(Logger(None, []))  # no SB3 log folder in /tmp
     policy_before = _state_copy(model.policy)
     model.learn(64)
     env.close()

@@ -3,13 +3,17 @@ single-env twin, SubprocVecEnv, bad inputs (agents.wrappers, agents.make_env).""
 
 from __future__ import annotations
 
+import agents_fake_env as fake
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecTransposeImage
+from stable_baselines3.common.vec_env import (
+    DummyVecEnv,
+    SubprocVecEnv,
+    VecTransposeImage,
+)
 
-import agents_fake_env as fake
 from agents.make_env import build_single_env, make_env
 from agents.wrappers import EncoderObservationWrapper, EncoderVecEnvWrapper, ViewHistory
 
@@ -212,7 +216,11 @@ def test_other_sb3_algorithms_train_on_features(algo):
     enc = fake.tiny_encoder(size=16)
     env = make_env(fake.ENV_ID, obs="repr", encoder=enc, n_envs=2 if algo == "A2C" else 1, seed=0, env_kwargs={"max_steps": 6})
     kwargs = {"n_steps": 4} if algo == "A2C" else {"learning_starts": 8, "buffer_size": 64, "batch_size": 8}
-    model = getattr(sb3, algo)("MlpPolicy", env, seed=0, device="cpu", **kwargs).learn(24)
+    from stable_baselines3.common.logger import Logger
+
+    model = getattr(sb3, algo)("MlpPolicy", env, seed=0, device="cpu", **kwargs)
+    model.set_logger(Logger(None, []))  # no SB3 log folder in /tmp
+    model.learn(24)
     assert model.num_timesteps >= 24
     assert model.observation_space == env.observation_space
     env.close()
