@@ -14,7 +14,7 @@ CAMERAS_FOR_SHOW: tuple[str, ...] = ("fixed", "moving")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``wm envs {list,show,bench}``."""
+    """Register ``wm envs {list,show,bench,stats}``."""
     envs = subparsers.add_parser("envs", help="moving-camera MuJoCo environments")
     sub = envs.add_subparsers(dest="envs_command", metavar="ACTION", required=True)
 
@@ -37,6 +37,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed runs per configuration; the median is reported")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.set_defaults(handler=_cmd_bench)
+
+    p = sub.add_parser("stats", help="what the Jaco cameras see: arm clipped, target visible (segmentation renders)")
+    p.add_argument("--env", default="wm/JacoReach-v1", help="a JacoReach env id (default wm/JacoReach-v1)")
+    p.add_argument("--cameras", nargs="+", default=["fixed", "random", "moving"], help="camera modes")
+    p.add_argument("--sizes", nargs="+", type=int, default=[64], help="image sizes (default 64)")
+    p.add_argument("--episodes", type=int, default=40, help="rollouts per camera (half random actions, half expert)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.set_defaults(handler=_cmd_stats)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -199,4 +208,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from envs.jaco_views import jaco_view_stats
+
+    rows = []
+    configs = [(c, s) for c in args.cameras for s in args.sizes]
+    for camera, size in tqdm(configs, desc="view stats", unit="config"):
+        st = jaco_view_stats(args.env, camera=camera, size=size, episodes=args.episodes, seed=args.seed)
+        rows.append({"env": args.env, "camera": camera, "size": size, **st.to_dict()})
+    print(f"{'camera':8} {'size':>4} {'frames':>6} {'arm clipped':>11} {'target visible':>14} {'target px':>9} {'arm px':>7}")
+    for r in rows:
+        print(
+            f"{r['camera']:8} {r['size']:>4} {r['frames']:>6} {r['arm_clipped']:>11.1%} {r['target_visible']:>14.1%} "
+            f"{r['target_pixels_median']:>9.0f} {r['arm_pixels_median']:>7.0f}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

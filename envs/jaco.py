@@ -1,4 +1,9 @@
-"""``wm/JacoReach-v0``: a 9-joint Jaco-style arm reaching a coloured sphere, seen by a moving camera."""
+"""``wm/JacoReach-v0``: a 9-joint Jaco-style arm reaching a coloured sphere, seen by a moving camera.
+
+v0 is kept unchanged for the datasets and results made with it; new work uses ``wm/JacoReach-v1``
+(:mod:`envs.jaco_v1`: a frontal workspace, arm-only actions, a room, an expert), which subclasses
+this environment through the task hooks below.
+"""
 
 from __future__ import annotations
 
@@ -84,7 +89,8 @@ class JacoReachEnv(gym.Env):
     the start pose (clipped to the joint limits). Other keys raise ``ValueError``.
 
     **Info** (reset and step): ``"viewpoint"``: float32 [5] camera viewpoint of the returned
-    observation; ``"distance"``: hand-target distance (m); ``"success"``: distance <= 5 cm.
+    observation; ``"distance"``: hand-target distance (m); ``"is_success"`` (SB3's key): distance
+    <= 5 cm; ``"success"``: the same (alias kept from the first release).
     After reset also ``"domain"``: the episode's :class:`Domain` as a dict.
 
     **Seeding**: everything random (start pose, target, camera path, randomised domain, pixel
@@ -105,6 +111,11 @@ class JacoReachEnv(gym.Env):
 
     #: Physics steps per control step (0.01 s each).
     n_substeps: int = 4
+    #: Task hooks that ``wm/JacoReach-v1`` (:class:`envs.jaco_v1.JacoReachV1Env`) overrides.
+    _room: bool = False
+    _orbit = jm.ORBIT
+    _fixed_azimuth: float = jm.FIXED_AZIMUTH
+    _state_dim: int = STATE_DIM
 
     def __init__(
         self,
@@ -141,21 +152,21 @@ class JacoReachEnv(gym.Env):
         self._fixed_domain = resolve_domain(domain)  # None: randomised at every reset
         self.domain: Domain = self._fixed_domain or DOMAINS["sim"]
 
-        self.model = jm.build_model(self.domain)
+        self.model = jm.build_model(self.domain, room=self._room)
         self.data = mujoco.MjData(self.model)
         self._ids = jm.JacoIds(self.model)
         self._hand = self.data.site_xpos[self._ids.hand_site]  # views: always current
         self._target = self.data.mocap_pos[self._ids.target_mocap]
 
-        self.action_space = spaces.Box(-1.0, 1.0, shape=(jm.N_JOINTS,), dtype=np.float32)
-        self.observation_space = make_observation_space(self.obs_mode, self.size, self.channel_order, STATE_DIM)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(self._n_actions(),), dtype=np.float32)
+        self.observation_space = make_observation_space(self.obs_mode, self.size, self.channel_order, self._state_dim)
         self._needs_pixels = self.obs_mode != "state"
 
-        self._rig = OrbitRig(jm.ORBIT)
-        self._pose: CameraPose = self._rig.reset(np.random.default_rng(0), randomise=False, azimuth=jm.FIXED_AZIMUTH)
+        self._rig = OrbitRig(self._orbit)
+        self._pose: CameraPose = self._rig.reset(np.random.default_rng(0), randomise=False, azimuth=self._fixed_azimuth)
         self._viewpoint = self._pose.viewpoint()
         self._noise_rng = np.random.default_rng(0)
-        self._ctrl = np.zeros(jm.N_JOINTS, dtype=np.float64)
+        self._ctrl = np.zeros(self.action_space.shape[0], dtype=np.float64)
         self._frame: np.ndarray | None = None  # clean image of the current step, if rendered
         self._frame_step = -1
         self._t = 0
@@ -241,11 +252,11 @@ class JacoReachEnv(gym.Env):
         self._noise_rng = np.random.default_rng(noise_seed)
 
         mujoco.mj_resetData(self.model, self.data)
-        target = jm.sample_target(rng)
+        target = self._sample_target(rng)
         if "target" in options:
             target = np.asarray(options["target"], dtype=np.float64).reshape(3)
         self.data.mocap_pos[self._ids.target_mocap] = target
-        q = jm.sample_qpos(rng, self.model, self.data, jm.HOME_QPOS, jm.START_NOISE)
+        q = self._sample_qpos(rng)
         if "qpos" in options:
             q = np.clip(np.asarray(options["qpos"], dtype=np.float64).reshape(jm.N_JOINTS), *jm.JOINT_RANGES.T)
             self.data.qpos[:] = q
@@ -254,7 +265,7 @@ class JacoReachEnv(gym.Env):
 
         cam_rng = np.random.default_rng(cam_seed)
         if self.camera_mode == "fixed":
-            self._pose = self._rig.reset(cam_rng, randomise=False, azimuth=jm.FIXED_AZIMUTH)
+            self._pose = self._rig.reset(cam_rng, randomise=False, azimuth=self._fixed_azimuth)
         else:
             self._pose = self._rig.reset(cam_rng, randomise=True)
         self._viewpoint = self._pose.viewpoint()
@@ -270,10 +281,10 @@ class JacoReachEnv(gym.Env):
         if self._done:
             raise RuntimeError("episode is over (truncated); call reset() before step()")
         a = check_finite_action(action)
-        if a.shape != (jm.N_JOINTS,):
-            raise ValueError(f"action must have shape ({jm.N_JOINTS},), got {a.shape}")
+        if a.shape != self.action_space.shape:
+            raise ValueError(f"action must have shape {self.action_space.shape}, got {a.shape}")
         np.clip(a, -1.0, 1.0, out=self._ctrl)
-        np.multiply(self._ctrl, jm.MAX_JOINT_SPEED, out=self.data.ctrl)
+        self._apply_action(self._ctrl)
         m, d = self.model, self.data
         for _ in range(self.n_substeps):
             mujoco.mj_step(m, d)
@@ -284,16 +295,42 @@ class JacoReachEnv(gym.Env):
             self._pose = self._rig.step()
             self._viewpoint = self._pose.viewpoint()
         info = self._info()
-        reward = reach_reward(info["distance"], jm.TARGET_RADIUS, self.reward_margin)
-        truncated = self._t >= self.episode_length
+        reward = self._reward(info["distance"])
+        truncated = self._truncates()
         self._done = truncated
         return self._observation(), reward, False, truncated, info
+
+    # ------------------------------------------------------------------ task hooks (v1 overrides)
+    def _n_actions(self) -> int:
+        """Length of the action vector: all 9 joints."""
+        return jm.N_JOINTS
+
+    def _sample_target(self, rng: np.random.Generator) -> np.ndarray:
+        """The episode's target centre: anywhere on the workspace annulus around the base."""
+        return jm.sample_target(rng)
+
+    def _sample_qpos(self, rng: np.random.Generator) -> np.ndarray:
+        """The start pose (leaves ``data`` there): around the home pose, any base yaw."""
+        return jm.sample_qpos(rng, self.model, self.data, jm.HOME_QPOS, jm.START_NOISE)
+
+    def _apply_action(self, action: np.ndarray) -> None:
+        """Write a clipped action in ``[-1, 1]`` to the velocity servos."""
+        np.multiply(action, jm.MAX_JOINT_SPEED, out=self.data.ctrl)
+
+    def _reward(self, distance: float) -> float:
+        return reach_reward(distance, jm.TARGET_RADIUS, self.reward_margin)
+
+    def _truncates(self) -> bool:
+        """Whether the episode ends (truncated) after the step just taken."""
+        return self._t >= self.episode_length
 
     # ------------------------------------------------------------------ helpers
     def _info(self) -> dict[str, Any]:
         diff = self._target - self._hand
         distance = float(np.sqrt(diff @ diff))
-        return {"viewpoint": self._viewpoint.copy(), "distance": distance, "success": distance <= jm.TARGET_RADIUS}
+        success = distance <= jm.TARGET_RADIUS
+        # "is_success" is SB3's key; "success" is kept as an alias for v0 users.
+        return {"viewpoint": self._viewpoint.copy(), "distance": distance, "is_success": success, "success": success}
 
     def _pixels(self) -> np.ndarray:
         image = self._render_frame()

@@ -77,19 +77,40 @@ FIXED_AZIMUTH = float(np.deg2rad(-60.0))
 HOME_QPOS = np.array([0.0, 0.4, 1.3, 0.0, 0.8, 0.0, 0.3, 0.3, 0.3], dtype=np.float64)
 START_NOISE = np.array([np.pi, 0.4, 0.5, 1.0, 0.6, 1.0, 0.3, 0.3, 0.3], dtype=np.float64)
 
-_MATERIALS = ("body", "accent", "target")
+_MATERIALS = ("body", "accent", "target", "wall")
+
+#: Half side (m) and height (m) of the room of ``wm/JacoReach-v1`` (walls at x, y = +-ROOM_HALF_SIZE).
+ROOM_HALF_SIZE = 2.6
+ROOM_HEIGHT = 2.4
 
 
 def _floor_material(texture: str) -> str:
     return f"floor_{texture}"
 
 
-def jaco_xml(domain: Domain) -> str:
+def _room_xml() -> str:
+    """Four walls around the arm (the GQN Jaco scenes stand in a room, not in a black void).
+
+    Walls are thin boxes of material ``wall`` at ``+-ROOM_HALF_SIZE``, ``ROOM_HEIGHT`` tall, that
+    collide with nothing. Every orbit camera stays inside them (its radius is below
+    ``ROOM_HALF_SIZE - 0.3`` around a centre near the base), and they are tall enough that no view
+    of the orbit sees over them.
+    """
+    h, z, t = ROOM_HALF_SIZE, ROOM_HEIGHT / 2, 0.02
+    walls = (("wall_px", h, 0.0, t, h), ("wall_nx", -h, 0.0, t, h), ("wall_py", 0.0, h, h, t), ("wall_ny", 0.0, -h, h, t))
+    return "".join(
+        f'<geom name="{n}" type="box" pos="{x} {y} {z}" size="{sx} {sy} {z}" material="wall" contype="0" conaffinity="0"/>'
+        for n, x, y, sx, sy in walls
+    )
+
+
+def jaco_xml(domain: Domain, room: bool = False) -> str:
     """The arm scene's MJCF, with the light and headlight of ``domain``.
 
     Colours are neutral placeholders; :func:`apply_domain` sets them on the compiled model.
     Floor materials for every texture in :data:`envs.domain.TEXTURES` are white so that the
-    material colour set at run time tints them.
+    material colour set at run time tints them. ``room=True`` adds four walls
+    (:func:`_room_xml`; ``wm/JacoReach-v1``), ``False`` keeps v0's open floor.
     """
     white = Domain(floor_rgb=(1.0, 1.0, 1.0))
     floors = "".join(
@@ -126,11 +147,13 @@ def jaco_xml(domain: Domain) -> str:
     <material name="body" rgba="0.5 0.5 0.5 1"/>
     <material name="accent" rgba="0.8 0.8 0.8 1"/>
     <material name="target" rgba="1 0 0 1"/>
+    <material name="wall" rgba="0.6 0.65 0.75 1"/>
   </asset>
   <worldbody>
     {light_xml(domain)}
     <geom name="floor" type="plane" size="3 3 0.1" material="{_floor_material(domain.floor_texture)}"
           contype="1" conaffinity="0"/>
+    {_room_xml() if room else ""}
     <geom name="pedestal" type="cylinder" pos="0 0 0.05" size="0.09 0.05" material="accent" {ghost}/>
     <body name="base" pos="0 0 0.1" gravcomp="1">
       <joint name="base_yaw" axis="0 0 1" range="{r[0, 0]} {r[0, 1]}"/>
@@ -193,9 +216,9 @@ class JacoIds:
             raise AssertionError("Jaco joints must occupy qpos/qvel[0:9] in JOINT_NAMES order")
 
 
-def build_model(domain: Domain) -> mujoco.MjModel:
-    """Compile the arm scene and set its appearance to ``domain``."""
-    model = mujoco.MjModel.from_xml_string(jaco_xml(domain))
+def build_model(domain: Domain, room: bool = False) -> mujoco.MjModel:
+    """Compile the arm scene (with walls when ``room``) and set its appearance to ``domain``."""
+    model = mujoco.MjModel.from_xml_string(jaco_xml(domain, room=room))
     apply_domain(model, domain, JacoIds(model))
     return model
 
@@ -209,7 +232,8 @@ def apply_domain(model: mujoco.MjModel, domain: Domain, ids: JacoIds) -> None:
     Textured floors are tinted by the material colour, so a checker's second colour is
     ``0.8 * floor_rgb`` here (``envs.domain.floor_texture_xml`` bakes ``0.75 * rgb + 0.05``).
     """
-    for key, rgb in (("body", domain.body_rgb), ("accent", domain.accent_rgb), ("target", domain.target_rgb)):
+    colours = (("body", domain.body_rgb), ("accent", domain.accent_rgb), ("target", domain.target_rgb), ("wall", domain.wall_rgb))
+    for key, rgb in colours:
         model.mat_rgba[ids.materials[key], :3] = rgb
     floor_mat = ids.floor_materials[domain.floor_texture]
     model.mat_rgba[floor_mat, :3] = domain.floor_rgb

@@ -380,7 +380,7 @@ def test_sb3_subproc_vec_env():
 
 # --------------------------------------------------------------------------- scene generator
 def test_jaco_scene_generator_shapes_and_determinism():
-    rec = generate_scene("jaco", seed=0, index=3, views=5, size=32)
+    rec = generate_scene("jaco", seed=0, index=3, views=5, size=32, task="v0")
     assert isinstance(rec, SceneRecord)
     assert rec.frames.shape == (5, 32, 32, 3) and rec.frames.dtype == np.uint8
     assert rec.cameras.shape == (5, 5) and rec.cameras.dtype == np.float32
@@ -394,8 +394,8 @@ def test_jaco_scene_generator_shapes_and_determinism():
     assert np.all(np.abs(rec.cameras[:, 3]) <= np.pi)
 
     # A different scene in between must not leak into the next (per-process cached model).
-    other = generate_scene("jaco", seed=0, index=4, views=5, size=32, domain="randomised")
-    again = generate_scene("jaco", seed=0, index=3, views=5, size=32)
+    other = generate_scene("jaco", seed=0, index=4, views=5, size=32, domain="randomised", task="v0")
+    again = generate_scene("jaco", seed=0, index=3, views=5, size=32, task="v0")
     assert again.frames.tobytes() == rec.frames.tobytes()
     np.testing.assert_array_equal(again.cameras, rec.cameras)
     assert not np.array_equal(other.extras["qpos"], rec.extras["qpos"])
@@ -403,8 +403,8 @@ def test_jaco_scene_generator_shapes_and_determinism():
 
 
 def test_jaco_scene_cameras_trajectory_vs_orbit():
-    traj = generate_scene("jaco", seed=1, index=0, views=6, size=16, camera="trajectory", steps_per_view=1)
-    orbit = generate_scene("jaco", seed=1, index=0, views=6, size=16, camera="orbit")
+    traj = generate_scene("jaco", seed=1, index=0, views=6, size=16, camera="trajectory", steps_per_view=1, task="v0")
+    orbit = generate_scene("jaco", seed=1, index=0, views=6, size=16, camera="orbit", task="v0")
     # Same world, different camera placement.
     np.testing.assert_array_equal(traj.extras["qpos"], orbit.extras["qpos"])
     step = lambda c: np.linalg.norm(np.diff(c[:, :3], axis=0), axis=1)  # noqa: E731
@@ -415,4 +415,4 @@ def test_jaco_scene_cameras_trajectory_vs_orbit():
         r = np.linalg.norm(cams[:, :3] - centre, axis=1)
         assert np.all((r > jm.ORBIT.radius[0] - 1e-3) & (r < jm.ORBIT.radius[1] + 1e-3))
     with pytest.raises(ValueError, match="'trajectory', 'orbit'"):
-        generate_scene("jaco", seed=1, index=0, views=2, size=16, camera="spiral")
+        generate_scene("jaco", seed=1, index=0, views=2, size=16, camera="spiral", task="v0")

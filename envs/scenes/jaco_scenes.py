@@ -1,9 +1,12 @@
 """GQN "jaco" scenes: the Jaco-style arm in random joint angles with a target, seen from V views.
 
-Each scene draws (from :func:`envs.scenes.scene_rng` of ``(seed, index)``) the arm's 9 joint
-angles uniformly within their limits (rejecting poses that touch the floor), a target inside the
-reachable workspace, the domain when ``domain="randomised"``, and V camera poses on the orbit
-shell around the arm (:data:`envs.jaco_model.ORBIT`). The model comes from the env's builder
+Each scene draws (from :func:`envs.scenes.scene_rng` of ``(seed, index)``) an arm pose, a target,
+the domain when ``domain="randomised"``, and V camera poses on the orbit shell around the arm.
+``task="v1"`` (default) shows the world of ``wm/JacoReach-v1``: the room, the target box in front
+of the arm, arm poses from the env's start distribution (hand anywhere in the workspace) and the
+env's orbit (:data:`envs.jaco_v1.ORBIT_V1`), so a representation trained on these scenes sees what
+the agents see. ``task="v0"`` keeps the first release's scenes (9 joint angles uniform within their
+limits, targets all around the base, no walls, :data:`envs.jaco_model.ORBIT`). The model comes from the env's builder
 (:mod:`envs.jaco_model`); one compiled model and renderer per image size are kept per process
 and recoloured for each scene, so the output depends only on the arguments.
 """
@@ -18,6 +21,7 @@ import mujoco
 import numpy as np
 
 from envs import jaco_model as jm
+from envs import jaco_v1 as v1
 from envs.camera import OrbitRig
 from envs.domain import DOMAIN_CHOICES, DOMAINS, Domain, add_camera_noise, random_domain, resolve_domain
 from envs.rendering import OffscreenRenderer
@@ -27,15 +31,17 @@ from envs.spaces import check_choice
 #: Camera placements of a scene's views.
 SCENE_CAMERAS: tuple[str, ...] = ("trajectory", "orbit")
 
-#: Environment whose world these scenes show.
-ENV_ID = "wm/JacoReach-v0"
+#: Task whose world the scenes show -> its environment id.
+SCENE_TASKS: dict[str, str] = {"v1": "wm/JacoReach-v1", "v0": "wm/JacoReach-v0"}
+#: Environment of the default task.
+ENV_ID = SCENE_TASKS["v1"]
 
 
 class _SceneWorld:
     """A compiled arm model, its data and an offscreen renderer of one size (one per process)."""
 
-    def __init__(self, size: int) -> None:
-        self.model = jm.build_model(DOMAINS["sim"])
+    def __init__(self, size: int, task: str) -> None:
+        self.model = jm.build_model(DOMAINS["sim"], room=task == "v1")
         self.data = mujoco.MjData(self.model)
         self.ids = jm.JacoIds(self.model)
         self.renderer = OffscreenRenderer(self.model, size, size)
@@ -48,12 +54,12 @@ _WORLDS: dict[tuple[int, int], _SceneWorld] = {}
 _INHERITED: list[_SceneWorld] = []
 
 
-def _world(size: int) -> _SceneWorld:
-    key = (os.getpid(), size)
+def _world(size: int, task: str) -> _SceneWorld:
+    key = (os.getpid(), size, task)
     if key not in _WORLDS:
         for stale in [k for k in _WORLDS if k[0] != key[0]]:
             _INHERITED.append(_WORLDS.pop(stale))
-        _WORLDS[key] = _SceneWorld(size)
+        _WORLDS[key] = _SceneWorld(size, task)
     return _WORLDS[key]
 
 
@@ -65,6 +71,7 @@ def generate(
     camera: str = "trajectory",
     domain: str | Domain = "sim",
     steps_per_view: int = 5,
+    task: str = "v1",
 ) -> SceneRecord:
     """Render scene ``index`` of the dataset with base ``seed``: ``views`` images of ``size`` px.
 
@@ -77,6 +84,7 @@ def generate(
             poses on the orbit shell (GQN's original sampling).
         domain: ``"sim"``, ``"real"``, ``"randomised"`` (drawn per scene) or a :class:`Domain`.
         steps_per_view: rig steps between consecutive trajectory views (a frame skip, >= 1).
+        task: ``"v1"`` (the world of ``wm/JacoReach-v1``) or ``"v0"`` (see the module doc).
 
     Returns:
         A :class:`SceneRecord` with ``frames`` uint8 [V,size,size,3], ``cameras`` float32 [V,5],
@@ -84,6 +92,7 @@ def generate(
         seed, index, camera, domain parameters, qpos, target).
     """
     check_choice("camera", camera, SCENE_CAMERAS)
+    check_choice("task", task, SCENE_TASKS)
     if not isinstance(domain, Domain):
         check_choice("domain", domain, DOMAIN_CHOICES)
     if views < 1:
@@ -98,15 +107,20 @@ def generate(
     world_rng, cam_rng, domain_rng, noise_rng = rng.spawn(4)
     dom = resolve_domain(domain) or random_domain(domain_rng)
 
-    w = _world(int(size))
+    w = _world(int(size), task)
     model, data = w.model, w.data
     jm.apply_domain(model, dom, w.ids)
     mujoco.mj_resetData(model, data)
-    target = jm.sample_target(world_rng)
-    data.mocap_pos[w.ids.target_mocap] = target
-    qpos = jm.sample_qpos(world_rng, model, data)  # also runs mj_forward (light direction included)
+    if task == "v1":
+        target = world_rng.uniform(v1.TARGET_BOX[:, 0], v1.TARGET_BOX[:, 1])
+        data.mocap_pos[w.ids.target_mocap] = target
+        qpos = v1.sample_start_qpos(world_rng, model, data, w.ids)  # also runs mj_forward
+    else:
+        target = jm.sample_target(world_rng)
+        data.mocap_pos[w.ids.target_mocap] = target
+        qpos = jm.sample_qpos(world_rng, model, data)  # also runs mj_forward (light direction included)
 
-    rig = OrbitRig(jm.ORBIT)
+    rig = OrbitRig(v1.ORBIT_V1 if task == "v1" else jm.ORBIT)
     frames = np.empty((views, size, size, 3), dtype=np.uint8)
     cameras = np.empty((views, 5), dtype=np.float32)
     pose = rig.reset(cam_rng, randomise=True)
@@ -122,7 +136,8 @@ def generate(
 
     metadata: dict[str, Any] = {
         "source": "jaco",
-        "env_id": ENV_ID,
+        "env_id": SCENE_TASKS[task],
+        "task": task,
         "seed": int(seed),
         "index": int(index),
         "camera": camera,
