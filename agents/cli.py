@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worldmodel.data.cli",
     "worldmodel.train.cli",
     "worldmodel.eval_cli",
+    "worldmodel.diagnostics.cli",
     "agents.commands",
 )
 

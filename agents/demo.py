@@ -3,16 +3,21 @@
 Stages, each a ``wm`` subprocess whose own progress bars stay visible (low coupling: the demo
 uses the CLIs exactly as a person would):
 
-1. ``wm data collect --source jaco``: a Jaco dataset of scenes seen along moving-camera
-   trajectories;
-2. ``wm train gqn``: a GQN trained on it (its representation network is the frozen encoder);
-3. ``wm agent compare``: PPO on pixels, on the frozen GQN representation and on the state, on
-   ``wm/JacoReach-v0`` with a moving camera; rliable statistics and the report.
+1. ``wm data collect --source jaco``: scenes of the ``wm/JacoReach-v1`` world seen along
+   moving-camera trajectories;
+2. ``wm train gqn``: a GQN trained on them (its representation network is the frozen encoder);
+3. ``wm train untrained --like gqn``: the same network with fresh weights, the control that
+   separates learned features from architecture;
+4. ``wm agent compare``: PPO on pixels, on the frozen GQN representation, on the untrained
+   encoder's features and on the state, on ``wm/JacoReach-v1`` with a moving camera; scores
+   normalised to the scripted expert (1) and the zero-action policy (0), rliable statistics and
+   the report, whose one-paragraph answer the demo prints at the end.
 
 Rerunning the same command resumes: finished stages are skipped (``demo.json``), the dataset
-collection and the agent grid resume themselves, and an interrupted GQN run continues from its
-newest checkpoint. ``--preset small`` is sized for a 2-core CPU (~20 minutes; see docs/agents.md
-for measured times); ``--preset full`` is the GPU-scale version of the same study.
+collection and the agent grid resume themselves (runs continue from their last checkpoint), and
+an interrupted GQN run continues from its newest checkpoint. ``--preset small`` is sized for a
+2-core CPU (<= 20 minutes; measured times in docs/agents.md); ``--preset full`` is the GPU-scale
+version of the same study.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from pathlib import Path
 from agents.artifacts import read_json, write_json_atomic
 
 STATE_FILE = "demo.json"
-ENV_ID = "wm/JacoReach-v0"
+ENV_ID = "wm/JacoReach-v1"
+STAGES: tuple[str, ...] = ("data", "gqn", "untrained", "compare")
 
 
 @dataclass(frozen=True)
@@ -46,34 +52,34 @@ class DemoPreset:
     """GQN optimiser steps."""
     gqn_batch: int
     """GQN batch size (scenes per step)."""
+    gqn_sigma: float
+    """Fixed pixel std of the GQN likelihood (a small one makes the thin arm and the target matter)."""
     gqn_device: str
     """Device of GQN training."""
     agent_steps: int
     """Env steps per agent run."""
     seeds: int
-    """Seeds per observation mode."""
+    """Seeds per arm."""
     eval_freq: int
     """Env steps between evaluations."""
     eval_episodes: int
-    """Episodes per evaluation."""
-    episode_length: int
-    """Jaco episode length (steps) for the agents."""
+    """Evaluation episodes per point (the fixed evaluation seed set)."""
     reps: int
     """Bootstrap resamples of the report."""
 
 
 PRESETS: dict[str, DemoPreset] = {
-    # 2-core CPU, <= 20 minutes (measured ~14 min on an idle machine, see docs/agents.md): 2000 scenes,
-    # a 1200-step GQN, 2 seeds x 100k PPO steps at 32 px. Far below what a conclusive Jaco answer needs
-    # (the state agent needs ~500k steps to reach 80% of the maximum return); the report says so.
+    # 2-core CPU, <= 20 minutes: a 32 px study with 3 seeds per arm. Far too small a budget for
+    # a conclusion about pixels vs representations (the report says so); it shows the pipeline
+    # and the state agent learning against the expert reference.
     "small": DemoPreset(
-        scenes=2_000, views=11, size=32, gqn_preset="small", gqn_steps=1_200, gqn_batch=16, gqn_device="cpu",
-        agent_steps=100_000, seeds=2, eval_freq=10_000, eval_episodes=10, episode_length=100, reps=2_000,
+        scenes=1_000, views=11, size=32, gqn_preset="small", gqn_steps=800, gqn_batch=16, gqn_sigma=0.2,
+        gqn_device="cpu", agent_steps=40_000, seeds=3, eval_freq=10_000, eval_episodes=30, reps=2_000,
     ),
-    # GPU-scale: the paper's GQN architecture on a large 64 px dataset, 5 seeds x 1M env steps.
+    # GPU-scale: the paper's GQN architecture on a large 64 px dataset, 5 seeds x 500k env steps.
     "full": DemoPreset(
-        scenes=50_000, views=11, size=64, gqn_preset="paper", gqn_steps=200_000, gqn_batch=36, gqn_device="auto",
-        agent_steps=1_000_000, seeds=5, eval_freq=20_000, eval_episodes=10, episode_length=100, reps=50_000,
+        scenes=50_000, views=11, size=64, gqn_preset="paper", gqn_steps=200_000, gqn_batch=36, gqn_sigma=0.7,
+        gqn_device="auto", agent_steps=500_000, seeds=5, eval_freq=20_000, eval_episodes=30, reps=50_000,
     ),
 }
 
@@ -84,7 +90,7 @@ def _wm(*args: str) -> list[str]:
 
 def stage_commands(preset: DemoPreset, out: Path, jobs: "int | None" = None, device: "str | None" = None) -> dict[str, list[str]]:
     """The ``wm`` command of each stage (the GQN one for a fresh run)."""
-    data, gqn, cmp = out / "data", out / "gqn", out / "compare"
+    data, gqn, untrained, cmp = out / "data", out / "gqn", out / "untrained", out / "compare"
     return {
         "data": _wm(
             "data", "collect", "--source", "jaco", "--scenes", str(preset.scenes), "--views", str(preset.views),
@@ -92,14 +98,16 @@ def stage_commands(preset: DemoPreset, out: Path, jobs: "int | None" = None, dev
         ),
         "gqn": _wm(
             "train", "gqn", "--preset", preset.gqn_preset, "--data", str(data), "--out", str(gqn),
-            "--steps", str(preset.gqn_steps), "--batch-size", str(preset.gqn_batch), "--device", device or preset.gqn_device,
-            "--ckpt-every", str(max(1, preset.gqn_steps // 4)), "--seed", "0",
+            "--image-size", str(preset.size), "--steps", str(preset.gqn_steps), "--batch-size", str(preset.gqn_batch),
+            "--sigma-start", str(preset.gqn_sigma), "--sigma-end", str(preset.gqn_sigma),
+            "--device", device or preset.gqn_device, "--ckpt-every", str(max(1, preset.gqn_steps // 4)), "--seed", "0",
         ),
+        "untrained": _wm("train", "untrained", "--like", str(gqn), "--out", str(untrained), "--seed", "0"),
         "compare": _wm(
             "agent", "compare", "--env", ENV_ID, "--camera", "moving", "--obs", "pixels", "repr", "state",
+            "--encoder", str(gqn), "--arm", f"repr-untrained=repr@{untrained}",
             "--seeds", str(preset.seeds), "--steps", str(preset.agent_steps), "--size", str(preset.size),
-            "--encoder", str(gqn), "--out", str(cmp), "--eval-freq", str(preset.eval_freq),
-            "--eval-episodes", str(preset.eval_episodes), "--env-kwarg", f"episode_length={preset.episode_length}",
+            "--out", str(cmp), "--eval-freq", str(preset.eval_freq), "--eval-episodes", str(preset.eval_episodes),
             "--reps", str(preset.reps), *(["--jobs", str(jobs)] if jobs else []),
         ),
     }
@@ -125,14 +133,15 @@ def run_demo(preset: str = "small", out: str = "wm_out/demo", jobs: "int | None"
     if "gqn" not in state["stages"] and _gqn_has_checkpoint(root / "gqn"):
         commands["gqn"] = _wm("train", "gqn", "--resume", "--out", str(root / "gqn"))  # interrupted: continue it
     titles = {
-        "data": f"collecting {p.scenes} Jaco scenes x {p.views} moving-camera views at {p.size}px",
-        "gqn": f"training a GQN ({p.gqn_preset} preset, {p.gqn_steps} steps, batch {p.gqn_batch})",
-        "compare": f"PPO on pixels, GQN representation and state: {p.seeds} seeds x {p.agent_steps} env steps each",
+        "data": f"collecting {p.scenes} JacoReach-v1 scenes x {p.views} moving-camera views at {p.size}px",
+        "gqn": f"training a GQN ({p.gqn_preset} preset, {p.gqn_steps} steps, batch {p.gqn_batch}, sigma {p.gqn_sigma})",
+        "untrained": "the untrained control: the GQN's architecture with fresh weights",
+        "compare": f"PPO on pixels, GQN features, untrained features and state: {p.seeds} seeds x {p.agent_steps} env steps",
     }
     t_start = time.monotonic()
     print(f"wm demo --preset {preset}: output in {root.resolve()}", flush=True)
-    for i, name in enumerate(("data", "gqn", "compare"), 1):
-        header = f"[{i}/3] {titles[name]}"
+    for i, name in enumerate(STAGES, 1):
+        header = f"[{i}/{len(STAGES)}] {titles[name]}"
         if state["stages"].get(name, {}).get("done") and name != "compare":
             print(f"{header}: already done, skipped", flush=True)
             continue

@@ -1,8 +1,11 @@
 """Write a comparison's results: a CSV of every evaluation, PNG plots, ``summary.json`` and a
 self-contained report in Markdown (PNG files beside it) and HTML (PNGs embedded as base64).
 
-The report leads with the answer (env steps to 90% of the state agent's final return per
-observation mode), then the numbers behind it with 95% stratified-bootstrap CIs.
+The report leads with a one-paragraph answer (normalisation, budget, seeds, conclusion) and
+follows the honesty rules decided in :mod:`agents.stats`: an arm with fewer than
+:data:`~agents.stats.MIN_RUNS` runs shows its per-run values and "n < 5 runs: no aggregate
+claim" instead of an IQM; overlapping CIs read "no significant difference at this budget"; "X
+beats Y" appears only when the final-score CIs are disjoint and the P(X > Y) CI excludes 0.5.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import csv
 import html
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,13 +28,37 @@ from agents.artifacts import (
     write_json_atomic,
     write_text_atomic,
 )
-from agents.stats import METRICS, Comparison
-
-MODE_LABELS: dict[str, str] = {"repr": "representation (frozen encoder)", "pixels": "pixels", "state": "state"}
-MODE_COLOURS: dict[str, str] = {"repr": "#0173b2", "pixels": "#de8f05", "state": "#029e73"}
-CSV_COLUMNS: tuple[str, ...] = (
-    "run", "obs", "seed", "timesteps", "mean_return", "normalised_return", "std_return", "success_rate", "mean_length", "episodes", "returns"
+from agents.stats import (
+    HEADLINE_RATIO,
+    METRICS,
+    MIN_RUNS,
+    Comparison,
+    PairVerdict,
+    Ratio,
+    arm_rank,
 )
+
+#: What the built-in arms are (the report's "Arms" table); other arms are shown by name.
+ARM_DESCRIPTIONS: dict[str, str] = {
+    "pixels": "NatureCNN on the env frames",
+    "pixels+viewpoint": "env frames + 7-d camera viewpoint (MultiInputPolicy)",
+    "repr": "frozen encoder features (the default GQN encoder)",
+    "repr-niso": "frozen NISO encoder features",
+    "repr-untrained": "GQN encoder architecture with untrained weights (control: architecture without learning)",
+    "state": "the env's state vector",
+}
+#: Fixed colours of the built-in arms (colour-blind palette); others take the rest in order.
+ARM_COLOURS: dict[str, str] = {
+    "repr": "#0173b2", "pixels": "#de8f05", "state": "#029e73", "repr-untrained": "#949494",
+    "pixels+viewpoint": "#d55e00", "repr-niso": "#cc78bc",
+}
+_SPARE_COLOURS = ("#ca9161", "#fbafe4", "#56b4e9", "#ece133", "#000000")
+CSV_COLUMNS: tuple[str, ...] = (
+    "run", "arm", "obs", "seed", "timesteps", "mean_return", "normalised_return", "std_return", "success_rate", "mean_length",
+    "episodes", "returns",
+)
+NO_CLAIM = f"n < {MIN_RUNS} runs: no aggregate claim"
+NO_DIFFERENCE = "no significant difference at this budget"
 #: What the GQN paper found on Jaco (the comparison this study repeats), for the report.
 PAPER_CONTEXT = (
     "For context: the GQN paper (Eslami et al., Science 2018) reports that a policy on the frozen GQN "
@@ -47,10 +75,16 @@ def steps_label(n: float) -> str:
         return f"{n / 1e6:.3g}M"
     if n >= 1e3:
         return f"{n / 1e3:.3g}k"
-    return f"{int(round(n))}"
+    return f"{round(n)}"
 
 
-def _fmt(x: float, digits: int = 3) -> str:
+def arm_colours(arms: Sequence[str]) -> dict[str, str]:
+    """A colour per arm (fixed for built-in names)."""
+    spare = iter(c for c in _SPARE_COLOURS)
+    return {a: ARM_COLOURS.get(a) or next(spare, "#333333") for a in arms}
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
 
 
@@ -58,11 +92,50 @@ def _ci_text(t: Sequence[float], digits: int = 3) -> str:
     return f"{_fmt(t[0], digits)} [{_fmt(t[1], digits)}, {_fmt(t[2], digits)}]"
 
 
-def _steps_ci(t: Sequence[float], budget: float) -> str:
-    point = steps_label(t[0]) if math.isfinite(t[0]) else f"not within {steps_label(budget)}"
-    lo = steps_label(t[1]) if math.isfinite(t[1]) else f">{steps_label(budget)}"
-    hi = steps_label(t[2]) if math.isfinite(t[2]) else f">{steps_label(budget)}"
-    return f"{point} [{lo}, {hi}]"
+def _steps_text(v: float, budget: float) -> str:
+    """Env steps, or ``> budget`` when not reached within the budget (never a made-up number)."""
+    return steps_label(v) if math.isfinite(v) else f"> {steps_label(budget)}"
+
+
+def steps_ci_text(t: Sequence[float], budget: float) -> str:
+    """``point [low, high]`` of steps to threshold; an end beyond the budget reads ``> budget``."""
+    return f"{_steps_text(t[0], budget)} [{_steps_text(t[1], budget)}, {_steps_text(t[2], budget)}]"
+
+
+def _bound_text(lo: float, hi: float) -> str:
+    if lo == hi:
+        return "unbounded" if math.isinf(lo) else f"{lo:.2g}x"
+    if math.isinf(hi):
+        return "undetermined" if lo == 0 else f"> {lo:.2g}x"
+    return f"< {hi:.2g}x" if lo == 0 else f"{lo:.2g}x to {hi:.2g}x"
+
+
+def ratio_text(r: Ratio) -> str:
+    """``point [95% CI low, high]`` of a steps ratio; censored ends read ``> x`` or ``unbounded``."""
+    lo, hi = r.ci
+    hi_text = "unbounded" if math.isinf(hi) else f"{hi:.2g}x"
+    return f"{_bound_text(*r.point)} [95% CI {lo:.2g}x, {hi_text}]"
+
+
+def ratio_vs_headline(r: Ratio) -> str:
+    """How a pixels/repr steps ratio stands against the study's ``>= 4x`` headline."""
+    lo, hi = r.ci
+    if lo >= HEADLINE_RATIO:
+        return f"supports >= {HEADLINE_RATIO:g}x (CI lower end {lo:.2g}x)"
+    if hi < HEADLINE_RATIO:
+        return f"rules out {HEADLINE_RATIO:g}x (CI upper end {hi:.2g}x)"
+    return f"inconclusive about {HEADLINE_RATIO:g}x (the CI includes {HEADLINE_RATIO:g}x and smaller ratios)"
+
+
+def _runs_text(values: Sequence[float], digits: int = 3) -> str:
+    return ", ".join(_fmt(v, digits) for v in values)
+
+
+def _seeds_text(seeds: Sequence[int]) -> str:
+    s = sorted(seeds)
+    if s and s == list(range(s[0], s[-1] + 1)) and len(s) > 2:
+        return f"{s[0]}-{s[-1]}"
+    return ", ".join(map(str, s))
 
 
 # ---------------------------------------------------------------- document blocks
@@ -76,10 +149,10 @@ class Block:
 
     kind: str
     text: str = ""
-    items: "Sequence[str] | None" = None
-    header: "Sequence[str] | None" = None
-    rows: "Sequence[Sequence[str]] | None" = None
-    path: "Path | None" = None
+    items: Sequence[str] | None = None
+    header: Sequence[str] | None = None
+    rows: Sequence[Sequence[str]] | None = None
+    path: Path | None = None
 
 
 def render_markdown(blocks: list[Block], base: Path) -> str:
@@ -129,11 +202,13 @@ def render_html(blocks: list[Block], title: str) -> str:
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif b.kind == "image":
             data = base64.b64encode(b.path.read_bytes()).decode("ascii")
-            body.append(f'<figure><img alt="{e(b.text)}" src="data:image/png;base64,{data}"><figcaption>{e(b.text)}</figcaption></figure>')
+            img = f'<img alt="{e(b.text)}" src="data:image/png;base64,{data}">'
+            body.append(f"<figure>{img}<figcaption>{e(b.text)}</figcaption></figure>")
     style = (
         "body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-        "th{background:#f3f3f3}img{max-width:100%}.answer{font-size:1.15em;background:#eef6ff;padding:.8em;border-left:4px solid #0173b2}"
+        "th{background:#f3f3f3}img{max-width:100%}"
+        ".answer{font-size:1.05em;background:#eef6ff;padding:.8em;border-left:4px solid #0173b2}"
         "pre{background:#f6f6f6;padding:.6em;overflow-x:auto}figcaption{color:#666;font-size:.9em}"
     )
     return (
@@ -155,56 +230,80 @@ def _pyplot():
     return plt
 
 
+def _powered(cmp: Comparison) -> list[str]:
+    return [a for a in cmp.arms if not cmp.underpowered[a]]
+
+
+def _legend_label(cmp: Comparison, a: str) -> str:
+    return f"{a} (n={len(cmp.runs[a])}, runs only)" if cmp.underpowered[a] else f"{a} (n={len(cmp.runs[a])})"
+
+
 def plot_curves(cmp: Comparison, path: Path) -> Path:
-    """IQM evaluation return vs env steps per mode, 95% CI bands, thin per-run lines, threshold."""
+    """Normalised score vs env steps: thin per-run lines for every arm; IQM with 95% CI band only
+    for arms with enough runs; dashed: the threshold."""
+    plt = _pyplot()
     from rliable import plot_utils
 
-    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    colours = {m: MODE_COLOURS.get(m, "k") for m in cmp.modes}
-    for m in cmp.modes:
-        for c in cmp.curves[m]:
-            ax.plot(cmp.grid, c, color=colours[m], alpha=0.2, linewidth=0.8)
-    plot_utils.plot_sample_efficiency_curve(
-        cmp.grid,
-        {m: cmp.curve_iqm[m][0] for m in cmp.modes},
-        {m: np.stack([cmp.curve_iqm[m][1], cmp.curve_iqm[m][2]]) for m in cmp.modes},
-        algorithms=cmp.modes,
-        colors=colours,
-        xlabel="environment steps",
-        ylabel="evaluation return (IQM)",
-        ax=ax,
-        labelsize="large",
-        ticklabelsize="medium",
-        marker=".",
+    colours = arm_colours(cmp.arms)
+    for a in cmp.arms:
+        for c in cmp.curves[a]:
+            ax.plot(cmp.grid, c, color=colours[a], alpha=0.6 if cmp.underpowered[a] else 0.2, linewidth=0.8)
+    powered = _powered(cmp)
+    if powered:
+        plot_utils.plot_sample_efficiency_curve(
+            cmp.grid,
+            {a: cmp.curve_iqm[a][0] for a in powered},
+            {a: np.stack([cmp.curve_iqm[a][1], cmp.curve_iqm[a][2]]) for a in powered},
+            algorithms=powered,
+            colors=colours,
+            xlabel="environment steps",
+            ylabel="normalised score (IQM)",
+            ax=ax,
+            labelsize="large",
+            ticklabelsize="medium",
+            marker=".",
+        )
+    else:
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("normalised score (single runs)")
+    ax.axhline(cmp.threshold, color="grey", linestyle="--", linewidth=1)
+    ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.text(cmp.grid[0], cmp.threshold, f" threshold {cmp.threshold:g}", va="bottom", fontsize="small", color="grey")
+    ax.text(cmp.grid[0], 1.0, " expert = 1", va="bottom", fontsize="small", color="grey")
+    ax.legend(
+        [plt.Line2D([], [], color=colours[a], linewidth=2, alpha=0.6 if cmp.underpowered[a] else 1) for a in cmp.arms],
+        [_legend_label(cmp, a) for a in cmp.arms],
+        loc="best",
+        fontsize="small",
     )
-    ax.axhline(cmp.threshold_return, color="grey", linestyle="--", linewidth=1)
-    ax.text(cmp.grid[0], cmp.threshold_return, f" {cmp.threshold:.0%} of reference", va="bottom", fontsize="small", color="grey")
-    ax.legend([plt.Line2D([], [], color=colours[m], linewidth=2) for m in cmp.modes], [MODE_LABELS.get(m, m) for m in cmp.modes], loc="best")
-    ax.set_title("Sample efficiency (IQM over seeds, 95% bootstrap CI)")
+    ax.set_title("Sample efficiency (IQM over runs, 95% bootstrap CI; thin: single runs)", fontsize="medium")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def plot_aggregates(cmp: Comparison, path: Path) -> Path:
-    """Aggregate normalised final scores (IQM, mean, median, optimality gap) with 95% CIs."""
+def plot_aggregates(cmp: Comparison, path: Path) -> Path | None:
+    """Aggregate normalised final scores with 95% CIs, for arms with enough runs (None if none)."""
+    powered = _powered(cmp)
+    if not powered:
+        return None
+    plt = _pyplot()
     from rliable import plot_utils
 
-    plt = _pyplot()
-    point = {m: np.array([cmp.aggregates[m][k][0] for k in METRICS]) for m in cmp.modes}
-    interval = {m: np.array([[cmp.aggregates[m][k][1] for k in METRICS], [cmp.aggregates[m][k][2] for k in METRICS]]) for m in cmp.modes}
+    point = {a: np.array([cmp.aggregates[a][k][0] for k in METRICS]) for a in powered}
+    interval = {a: np.array([[cmp.aggregates[a][k][j] for k in METRICS] for j in (1, 2)]) for a in powered}
     fig, _ = plot_utils.plot_interval_estimates(
         point,
         interval,
         metric_names=list(METRICS),
-        algorithms=cmp.modes,
-        colors={m: MODE_COLOURS.get(m, "k") for m in cmp.modes},
-        xlabel="normalised final score (0 = untrained, 1 = reference)",
+        algorithms=powered,
+        colors=arm_colours(cmp.arms),
+        xlabel="normalised final score (0 = zero-action, 1 = expert)",
         subfigure_width=3.4,
         row_height=0.6,
-        xlabel_y_coordinate=-0.5 if len(cmp.modes) < 3 else -0.32,
+        xlabel_y_coordinate=-0.5 if len(powered) < 3 else -0.32 if len(powered) < 5 else -0.22,
         wspace=0.3,
         max_ticks=3,
     )
@@ -213,15 +312,47 @@ def plot_aggregates(cmp: Comparison, path: Path) -> Path:
     return path
 
 
-def plot_improvement(cmp: Comparison, path: Path) -> Path:
-    """Probability of improvement P(X > Y) for each pair of modes, with 95% CIs."""
+def plot_profiles(cmp: Comparison, path: Path) -> Path:
+    """Performance profiles: fraction of runs with normalised final score > tau; 95% CI bands
+    only for arms with enough runs (dashed: fewer runs, the plain empirical fraction)."""
+    plt = _pyplot()
     from rliable import plot_utils
 
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    plot_utils.plot_performance_profiles(
+        {a: cmp.profiles[a][0] for a in cmp.arms},
+        cmp.profile_taus,
+        performance_profile_cis={a: (cmp.profiles[a][1], cmp.profiles[a][2]) for a in _powered(cmp)},
+        colors=arm_colours(cmp.arms),
+        linestyles={a: "dashed" if cmp.underpowered[a] else "solid" for a in cmp.arms},
+        xlabel=r"normalised final score $\tau$ (1 = expert)",
+        ylabel=r"fraction of runs with score $> \tau$",
+        ax=ax,
+    )
+    colours = arm_colours(cmp.arms)
+    handles = [
+        plt.Line2D([], [], color=colours[a], linewidth=2, linestyle="dashed" if cmp.underpowered[a] else "solid")
+        for a in cmp.arms
+    ]
+    ax.legend(handles, [_legend_label(cmp, a) for a in cmp.arms], loc="best", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_improvement(cmp: Comparison, path: Path) -> Path | None:
+    """P(X > Y) with 95% CIs for pairs of arms that both have enough runs (None if none)."""
+    keys = [k for k, v in cmp.verdicts.items() if v.final != "underpowered"]
+    if not keys:
+        return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 0.6 + 0.6 * len(cmp.improvement)))
+    from rliable import plot_utils
+
+    fig, ax = plt.subplots(figsize=(5.5, 0.6 + 0.6 * len(keys)))
     plot_utils.plot_probability_of_improvement(
-        {k: v[0] for k, v in cmp.improvement.items()},
-        {k: np.array([v[1], v[2]]) for k, v in cmp.improvement.items()},
+        {k: cmp.improvement[k][0] for k in keys},
+        {k: np.array([cmp.improvement[k][1], cmp.improvement[k][2]]) for k in keys},
         ax=ax,
         xticks=[0.0, 0.25, 0.5, 0.75, 1.0],
     )
@@ -231,24 +362,29 @@ def plot_improvement(cmp: Comparison, path: Path) -> Path:
 
 
 def plot_steps_to_threshold(cmp: Comparison, path: Path) -> Path:
-    """Env steps to reach the threshold per mode (bars, 95% CI whiskers; hatched: not reached)."""
+    """Env steps to the threshold per arm: every run as a dot (at the right edge when it never
+    stayed above); the IQM-curve value with its 95% CI only for arms with enough runs."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 0.8 + 0.55 * len(cmp.modes)))
-    cap = cmp.budget
-    for i, m in enumerate(cmp.modes):
-        p, lo, hi = cmp.steps_to_threshold[m]
-        reached = math.isfinite(p)
-        val = p if reached else cap
-        ax.barh(i, val, color=MODE_COLOURS.get(m, "k"), alpha=0.8 if reached else 0.25, hatch=None if reached else "//")
-        lo_v = lo if math.isfinite(lo) else cap
-        hi_v = hi if math.isfinite(hi) else cap
-        if reached:
-            ax.errorbar(val, i, xerr=[[val - lo_v], [hi_v - val]], color="k", capsize=4)
-        label_x = max(val, hi_v) if reached else val
-        ax.text(label_x, i, "  " + (steps_label(p) if reached else f"not within {steps_label(cap)}"), va="center", fontsize="small")
-    ax.set_yticks(range(len(cmp.modes)), [MODE_LABELS.get(m, m) for m in cmp.modes])
-    ax.set_xlim(0, cap * 1.35)
-    ax.set_xlabel(f"env steps to {cmp.threshold:.0%} of the reference return")
+    fig, ax = plt.subplots(figsize=(6.8, 0.9 + 0.55 * len(cmp.arms)))
+    cap = cmp.budget * 1.08  # where "beyond the budget" is drawn
+    colours = arm_colours(cmp.arms)
+    for i, a in enumerate(cmp.arms):
+        vals = [v if math.isfinite(v) else cap for v in cmp.run_steps_to_threshold[a]]
+        ax.scatter(vals, [i] * len(vals), color=colours[a], alpha=0.7, s=22, zorder=3)
+        if cmp.underpowered[a]:
+            ax.text(cmp.budget * 1.12, i, f"  {NO_CLAIM}", va="center", fontsize="x-small")
+            continue
+        p, lo, hi = (v if math.isfinite(v) else cap for v in cmp.steps_to_threshold[a])
+        ax.plot([lo, hi], [i, i], color="k", linewidth=1.5, zorder=2)
+        ax.scatter([p], [i], color="k", marker="D", s=30, zorder=4)
+        label = "  " + steps_ci_text(cmp.steps_to_threshold[a], cmp.budget)
+        ax.text(cmp.budget * 1.12, i, label, va="center", fontsize="x-small")
+    ax.axvline(cmp.budget, color="grey", linestyle=":", linewidth=1)
+    ax.set_yticks(range(len(cmp.arms)), cmp.arms)
+    ax.set_xlim(0, cmp.budget * 1.9)
+    xlabel = f"env steps until the IQM curve stays >= {cmp.threshold:g} (dotted: budget; beyond it: never)"
+    ax.set_xlabel(xlabel, fontsize="small")
+    ax.set_title("dots: single runs; diamond and bar: IQM curve with 95% CI", fontsize="small")
     ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -256,185 +392,332 @@ def plot_steps_to_threshold(cmp: Comparison, path: Path) -> Path:
     return path
 
 
+# ---------------------------------------------------------------- claims
+
+
+def headline_pairs(cmp: Comparison) -> list[str]:
+    """Pair keys the answer speaks about: ``repr*``/``pixels*`` vs pixels, ``repr*`` vs repr-untrained."""
+    return [f"{x},{y}" for x, y in cmp.pairs if y in ("pixels", "repr-untrained") and arm_rank(x) < arm_rank("state")]
+
+
+def final_sentence(cmp: Comparison, v: PairVerdict) -> str:
+    """The claim about final normalised scores of a pair, under the honesty rules."""
+    x, y = v.x, v.y
+    if v.final == "underpowered":
+        return f"{x} vs {y}: {NO_CLAIM}."
+    p = cmp.improvement[f"{x},{y}"]
+    numbers = (
+        f"IQM {_ci_text(cmp.aggregates[x]['IQM'], 2)} vs {_ci_text(cmp.aggregates[y]['IQM'], 2)}; "
+        f"P({x} > {y}) = {_ci_text(p, 2)}"
+    )
+    if v.final in ("x", "y"):
+        win, lose = (x, y) if v.final == "x" else (y, x)
+        return f"{win} beats {lose} on final normalised score ({numbers})."
+    why = "CIs overlap" if not v.final_disjoint else "IQM CIs are disjoint but the P(X > Y) CI includes 0.5"
+    return f"{x} vs {y}: {NO_DIFFERENCE} in final normalised score ({why}; {numbers})."
+
+
+def steps_sentence(cmp: Comparison, v: PairVerdict) -> str:
+    """The claim about env steps to threshold of a pair, under the honesty rules."""
+    x, y = v.x, v.y
+    if v.steps == "underpowered":
+        return ""
+    sx, sy = cmp.steps_to_threshold[x], cmp.steps_to_threshold[y]
+    numbers = f"{steps_ci_text(sx, cmp.budget)} vs {steps_ci_text(sy, cmp.budget)}"
+    if v.steps in ("x", "y"):
+        win, lose = (x, y) if v.steps == "x" else (y, x)
+        return f"{win} reached {cmp.threshold:g} in fewer env steps than {lose} ({numbers}; CIs disjoint)."
+    if not any(math.isfinite(s) for s in (*sx, *sy)):
+        return f"Neither {x} nor {y} stayed >= {cmp.threshold:g} within {steps_label(cmp.budget)} env steps: {NO_DIFFERENCE}."
+    return f"{x} vs {y}: {NO_DIFFERENCE} in env steps to {cmp.threshold:g} (CIs overlap: {numbers})."
+
+
+def answer(cmp: Comparison) -> str:
+    """The one-paragraph answer: normalisation, budget, seeds, conclusion under the honesty rules."""
+    episodes = cmp.reference_episodes
+    ep_text = f"over the same {episodes} evaluation episodes" if episodes else "over the same evaluation episodes"
+    if not episodes:
+        ep_text += " (count not recorded)"
+    run_eps = sorted({r.eval_episodes for rs in cmp.runs.values() for r in rs if r.eval_episodes is not None})
+    parts = [
+        f"Normalised score: 1 = the scripted expert's mean return ({cmp.expert_return:.4g}), 0 = the zero-action policy's "
+        f"({cmp.zero_return:.4g}), both {ep_text} ({cmp.reference_source})"
+        + (f"; each agent evaluation point is the mean of {', '.join(map(str, run_eps))} episodes." if run_eps else "."),
+    ]
+    seeds = {a: [r.seed for r in cmp.runs[a]] for a in cmp.arms}
+    if len({tuple(sorted(s)) for s in seeds.values()}) == 1:
+        seed_text = f"seeds {_seeds_text(seeds[cmp.arms[0]])} ({len(seeds[cmp.arms[0]])} runs per arm)"
+    else:
+        seed_text = "seeds " + "; ".join(f"{a}: {_seeds_text(s)}" for a, s in seeds.items())
+    parts.append(
+        f"Budget: {steps_label(cmp.budget)} env steps per run; {seed_text}; 95% CIs from {cmp.reps} stratified bootstrap "
+        f"resamples (seed {cmp.seed}); headline = env steps until the IQM curve stays >= {cmp.threshold:g}."
+    )
+    small = [a for a in cmp.arms if cmp.underpowered[a]]
+    if small:
+        counts = ", ".join(
+            f"{a} {sum(math.isfinite(v) for v in cmp.run_steps_to_threshold[a])}/{len(cmp.runs[a])}" for a in small
+        )
+        parts.append(
+            f"{', '.join(small)}: {NO_CLAIM}; descriptively, runs whose own curve stays >= {cmp.threshold:g} within the "
+            f"budget: {counts} (per-run values below)."
+        )
+    keys = headline_pairs(cmp) or [f"{x},{y}" for x, y in cmp.pairs]
+    for k in keys:
+        v = cmp.verdicts[k]
+        if v.final == "underpowered":
+            continue
+        parts.append(final_sentence(cmp, v))
+        parts.append(steps_sentence(cmp, v))
+        if v.y == "pixels" and v.x in cmp.steps_ratio:
+            r = cmp.steps_ratio[v.x]
+            parts.append(f"Env steps to {cmp.threshold:g}, pixels / {v.x}: {ratio_text(r)} ({ratio_vs_headline(r)}).")
+    powered = [a for a in cmp.arms if not cmp.underpowered[a]]
+    if not any(cmp.verdicts[k].final != "underpowered" for k in keys):
+        if len(powered) == 1:
+            a = powered[0]
+            parts.append(
+                f"{a}: final normalised IQM {_ci_text(cmp.aggregates[a]['IQM'], 2)}, env steps to {cmp.threshold:g} "
+                f"{steps_ci_text(cmp.steps_to_threshold[a], cmp.budget)}."
+            )
+        elif keys:
+            parts.append("No headline comparison can be claimed at this number of runs.")
+    if "state" in powered:
+        parts.append(f"State agent: env steps to {cmp.threshold:g} {steps_ci_text(cmp.steps_to_threshold['state'], cmp.budget)}.")
+    return " ".join(p for p in parts if p)
+
+
 # ---------------------------------------------------------------- report
 
 
-def _answer(cmp: Comparison) -> str:
-    s = cmp.steps_to_threshold
-    ref = "the state agent's final return" if cmp.reference_source.startswith("IQM final return of the state") else "the reference return"
-    frac = f"{cmp.threshold:.0%} of {ref}"
-    budget = steps_label(cmp.budget)
-    parts: list[str] = []
-    if "repr" in s and "pixels" in s:
-        r, p = s["repr"][0], s["pixels"][0]
-        if math.isfinite(r) and math.isfinite(p):
-            if r == p:
-                parts.append(f"The representation and the pixel agents reached {frac} at the same evaluation ({steps_label(r)} env steps).")
-            elif r < p:
-                ratio = f"{p / r:.1f}x fewer interactions" if r > 0 else "no training at all (already there at step 0)"
-                parts.append(
-                    f"The representation agent reached {frac} after {steps_label(r)} env steps and the pixel agent after "
-                    f"{steps_label(p)}: the representation needed {ratio}."
-                )
-            else:
-                parts.append(
-                    f"The pixel agent reached {frac} after {steps_label(p)} env steps, before the representation agent "
-                    f"({steps_label(r)}): the representation did not help here."
-                )
-        elif math.isfinite(r):
-            parts.append(
-                f"The representation agent reached {frac} after {steps_label(r)} env steps; the pixel agent did not within "
-                f"{budget} (so more than {cmp.budget / max(r, 1):.1f}x more interactions)."
-            )
-        elif math.isfinite(p):
-            parts.append(f"The pixel agent reached {frac} after {steps_label(p)} env steps; the representation agent did not within {budget}.")
-        else:
-            parts.append(f"Neither the representation nor the pixel agent reached {frac} within {budget} env steps.")
-        parts.append(
-            f"Final normalised IQM (0 = untrained, 1 = reference): representation {_ci_text(cmp.aggregates['repr']['IQM'], 2)}, "
-            f"pixels {_ci_text(cmp.aggregates['pixels']['IQM'], 2)}."
-        )
-    else:
-        for m in cmp.modes:
-            v = s[m][0]
-            parts.append(f"{MODE_LABELS.get(m, m)}: {steps_label(v) if math.isfinite(v) else 'not within ' + budget} env steps to {frac}.")
-    if "state" in s and ("repr" in s or "pixels" in s):
-        v = s["state"][0]
-        parts.append(f"The state agent itself got there after {steps_label(v)}." if math.isfinite(v) else "")
-    if "repr,pixels" in cmp.improvement:
-        p = cmp.improvement["repr,pixels"]
-        parts.append(f"P(representation > pixels) on final scores = {_ci_text(p, 2)}.")
-    if any("inconclusive" in n for n in cmp.notes):
-        parts.insert(0, "Inconclusive: the state agent did not clearly learn within this budget, so the thresholds below are within noise.")
-    return " ".join(x for x in parts if x)
+def _short_verdict(v: PairVerdict, outcome: str, verb: str) -> str:
+    if outcome == "x":
+        return f"{v.x} {verb} {v.y}"
+    if outcome == "y":
+        return f"{v.y} {verb} {v.x}"
+    return NO_CLAIM if outcome == "underpowered" else NO_DIFFERENCE
+
+
+def _aggregate_cells(cmp: Comparison, a: str) -> list[str]:
+    if cmp.underpowered[a]:
+        return [NO_CLAIM] + [""] * len(METRICS)
+    return [_ci_text(cmp.final_iqm[a])] + [_ci_text(cmp.aggregates[a][k]) for k in METRICS]
 
 
 def build_blocks(cmp: Comparison, setup: dict[str, Any], plots: dict[str, Path], out: Path) -> list[Block]:
     """The report's content."""
     env, camera = setup.get("env_id", "?"), setup.get("camera", "?")
-    n_runs = {m: len(cmp.runs[m]) for m in cmp.modes}
-    b: list[Block] = [Block("h1", f"Pixels vs representation vs state: {env} (camera: {camera})")]
-    b.append(Block("strong", _answer(cmp)))
+    n = {a: len(cmp.runs[a]) for a in cmp.arms}
+    budget = cmp.budget
+    b: list[Block] = [Block("h1", f"Which observations learn faster: {env} (camera: {camera})")]
+    b.append(Block("strong", answer(cmp)))
     b.append(Block("p", PAPER_CONTEXT))
     if cmp.notes:
-        b.append(Block("list", items=[f"Caveat: {n}" for n in cmp.notes]))
+        b.append(Block("list", items=[f"Caveat: {x}" for x in cmp.notes]))
 
-    b.append(Block("h2", f"Env steps to {cmp.threshold:.0%} of the reference return"))
-    b.append(
-        Block(
-            "p",
-            f"Reference = {cmp.reference_source} ({cmp.reference:.4g}); untrained policy = {cmp.baseline:.4g} (mean step-0 "
-            f"evaluation); threshold return = {cmp.threshold_return:.4g}. Steps are read from each mode's IQM curve over "
-            f"seeds (95% CI: stratified bootstrap over runs, {cmp.reps} resamples); budget {steps_label(cmp.budget)} env steps.",
-        )
-    )
+    b.append(Block("h2", "Arms"))
+    b.append(Block("table", header=["arm", "what the agent sees", "obs mode", "runs", "seeds"], rows=[
+        [a, ARM_DESCRIPTIONS.get(a, a), ", ".join(sorted({r.obs for r in cmp.runs[a]})), str(n[a]),
+         _seeds_text([r.seed for r in cmp.runs[a]])]
+        for a in cmp.arms
+    ]))
+
+    b.append(Block("h2", f"Env steps to normalised score {cmp.threshold:g}"))
+    b.append(Block("p", (
+        f"Steps = the first evaluation after which the arm's IQM curve (over runs) stays >= {cmp.threshold:g} at every later "
+        f"evaluation, not the first noisy crossing. 95% CI: stratified bootstrap over whole runs ({cmp.reps} resamples); "
+        f"'> {steps_label(budget)}' = not within the budget of {steps_label(budget)} env steps."
+    )))
     rows = []
-    for m in cmp.modes:
-        per_run = ", ".join(steps_label(v) for v in cmp.run_steps_to_threshold[m])
-        reached = sum(math.isfinite(v) for v in cmp.run_steps_to_threshold[m])
-        rows.append([MODE_LABELS.get(m, m), _steps_ci(cmp.steps_to_threshold[m], cmp.budget), f"{reached}/{n_runs[m]}", per_run])
-    b.append(Block("table", header=["obs", "steps (IQM curve) [95% CI]", "runs reaching it", "per run"], rows=rows))
+    for a in cmp.arms:
+        per_run = ", ".join(_steps_text(v, budget) for v in cmp.run_steps_to_threshold[a])
+        reached = sum(math.isfinite(v) for v in cmp.run_steps_to_threshold[a])
+        est = NO_CLAIM if cmp.underpowered[a] else steps_ci_text(cmp.steps_to_threshold[a], budget)
+        rows.append([a, str(n[a]), est, f"{reached}/{n[a]}", per_run])
+    b.append(Block("table", header=["arm", "runs", "steps (IQM curve) [95% CI]", "runs that stay above", "per run"], rows=rows))
+    if cmp.steps_ratio:
+        rows = []
+        for a, r in cmp.steps_ratio.items():
+            if cmp.underpowered[a] or cmp.underpowered["pixels"]:
+                rows.append([f"pixels / {a}", NO_CLAIM, ""])
+            else:
+                rows.append([f"pixels / {a}", ratio_text(r), ratio_vs_headline(r)])
+        b.append(Block("p", (
+            "Ratio of env steps to the threshold, pixels over each representation arm (both arms resampled independently). "
+            "A bound ('> x') appears where pixels did not stay above within the budget; 'unbounded' where some resamples "
+            f"never did. The study's headline asks whether it is >= {HEADLINE_RATIO:g}x."
+        )))
+        b.append(Block("table", header=["ratio", "estimate [95% CI]", f"vs {HEADLINE_RATIO:g}x"], rows=rows))
     b.append(Block("image", "Env steps to the threshold", path=plots["steps"]))
 
     b.append(Block("h2", "Sample efficiency"))
-    b.append(Block("p", "Evaluation return (deterministic policy, separate env instances) vs env steps: IQM over seeds with 95% CI bands; thin lines are single runs; dashed: the threshold."))
+    b.append(Block("p", (
+        "Normalised evaluation score (deterministic policy on the fixed evaluation episodes) vs env steps: IQM over runs with "
+        f"95% CI bands (arms with >= {MIN_RUNS} runs); thin lines are single runs; dashed: the threshold; dotted: the expert."
+    )))
     b.append(Block("image", "Sample-efficiency curves", path=plots["curves"]))
 
     b.append(Block("h2", "Final performance"))
-    rows = []
-    for m in cmp.modes:
-        a = cmp.aggregates[m]
-        rows.append([MODE_LABELS.get(m, m), str(n_runs[m]), _ci_text(cmp.final_iqm[m])] + [_ci_text(a[k]) for k in METRICS])
-    b.append(Block("table", header=["obs", "runs", "IQM return [95% CI]"] + [f"{k} (normalised)" for k in METRICS], rows=rows))
-    b.append(Block("p", "Normalised score: 0 = untrained policy, 1 = reference. Optimality gap = mean shortfall below 1 (lower is better)."))
-    b.append(Block("image", "Aggregate metrics of normalised final scores", path=plots["aggregates"]))
+    rows = [[a, str(n[a])] + _aggregate_cells(cmp, a) + [_runs_text(cmp.normalised_final[a])] for a in cmp.arms]
+    header = ["arm", "runs", "IQM return [95% CI]"] + [f"{k} (normalised)" for k in METRICS] + ["per run (normalised)"]
+    b.append(Block("table", header=header, rows=rows))
+    b.append(Block("p", (
+        f"Normalised score: (return - {cmp.zero_return:.4g}) / ({cmp.expert_return:.4g} - {cmp.zero_return:.4g}); "
+        "0 = zero-action "
+        "policy, 1 = scripted expert. Optimality gap = mean shortfall below the expert (lower is better). Median over runs."
+    )))
+    if "aggregates" in plots:
+        b.append(Block("image", "Aggregate metrics of normalised final scores", path=plots["aggregates"]))
+    b.append(Block("image", "Performance profiles of normalised final scores", path=plots["profiles"]))
 
-    if cmp.improvement:
-        b.append(Block("h2", "Probability of improvement"))
-        rows = [[k.replace(",", " > "), _ci_text(v, 2)] for k, v in cmp.improvement.items()]
-        b.append(Block("table", header=["P(X > Y) on final scores", "estimate [95% CI]"], rows=rows))
-        b.append(Block("image", "Probability of improvement", path=plots["improvement"]))
+    if cmp.pairs:
+        b.append(Block("h2", "Comparisons"))
+        b.append(Block("p", (
+            "'X beats Y' only when the final-IQM CIs are disjoint and the CI of P(X > Y) (a random run of X scores above one "
+            f"of Y) excludes 0.5; otherwise '{NO_DIFFERENCE}'. Faster only when the steps CIs are disjoint."
+        )))
+        rows = []
+        for x, y in cmp.pairs:
+            k, v = f"{x},{y}", cmp.verdicts[f"{x},{y}"]
+            if v.final == "underpowered":
+                rows.append([f"{x} > {y}", NO_CLAIM, NO_CLAIM, NO_CLAIM])
+            else:
+                rows.append([f"{x} > {y}", _ci_text(cmp.improvement[k], 2), _short_verdict(v, v.final, "beats"),
+                             _short_verdict(v, v.steps, f"reached {cmp.threshold:g} in fewer env steps than")])
+        b.append(Block("table", header=["P(X > Y)", "estimate [95% CI]", "final normalised score", "env steps"], rows=rows))
+        if "improvement" in plots:
+            b.append(Block("image", "Probability of improvement", path=plots["improvement"]))
 
     b.append(Block("h2", "Runs"))
     rows = []
-    for m in cmp.modes:
-        for r in cmp.runs[m]:
-            rows.append([r.name, m, str(r.seed), _fmt(r.returns[-1], 4), str(int(r.timesteps[-1])), _fmt(r.done.get("steps_per_s", float("nan")), 4), _fmt(r.done.get("wall_s", float("nan")), 4)])
-    b.append(Block("table", header=["run", "obs", "seed", "final return", "env steps", "steps/s", "wall s"], rows=rows))
+    for a in cmp.arms:
+        for r, fin, nf in zip(cmp.runs[a], cmp.final[a], cmp.normalised_final[a], strict=True):
+            rows.append([
+                r.name, a, str(r.seed), _fmt(fin, 4), _fmt(nf, 3), str(int(r.timesteps[-1])),
+                _fmt(r.done.get("steps_per_s", float("nan")), 4), _fmt(r.done.get("wall_s", float("nan")), 4),
+            ])
+    header = ["run", "arm", "seed", "final return", "normalised", "env steps", "steps/s", "wall s"]
+    b.append(Block("table", header=header, rows=rows))
 
     b.append(Block("h2", "Setup"))
-    b.append(Block("table", header=["setting", "value"], rows=[[k, str(v)] for k, v in setup.items()]))
-    b.append(
-        Block(
-            "list",
-            items=[
-                "Every evaluation of every run: evaluations.csv; every number above: summary.json.",
-                f"TensorBoard: tensorboard --logdir {out / 'runs'}",
-                f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')}.",
-            ],
-        )
-    )
+    ref_rows = [
+        ["expert return (score 1)", f"{cmp.expert_return:.6g}"],
+        ["zero-action return (score 0)", f"{cmp.zero_return:.6g}"],
+        ["reference episodes", str(cmp.reference_episodes or "not recorded")],
+        ["reference", cmp.reference_source],
+    ]
+    b.append(Block("table", header=["setting", "value"], rows=ref_rows + [[k, str(v)] for k, v in setup.items()]))
+    b.append(Block("list", items=[
+        "Every evaluation of every run: evaluations.csv; every number above: summary.json; the reference: reference.json.",
+        f"TensorBoard: tensorboard --logdir {out / 'runs'}",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')}.",
+    ]))
     return b
 
 
-def _finite_or_none(x: float) -> "float | None":
+def _num(x: float) -> float | None:
+    """JSON number; non-finite (not within the budget / unbounded) -> ``null``."""
     return float(x) if x is not None and math.isfinite(x) else None
 
 
 def summary_dict(cmp: Comparison, setup: dict[str, Any]) -> dict[str, Any]:
-    """Machine-readable numbers of the comparison (non-finite steps -> ``null`` = not reached)."""
+    """Machine-readable numbers of the comparison. ``null`` steps = not within ``budget_steps``;
+    ``null`` ratio ends = unbounded. Arms with ``underpowered: true`` (< MIN_RUNS runs) carry
+    numbers the report makes no claim from."""
+    ref = cmp.reference
     return {
         "setup": setup,
-        "modes": cmp.modes,
-        "answer": _answer(cmp),
-        "baseline_return": cmp.baseline,
-        "reference_return": cmp.reference,
-        "reference_source": cmp.reference_source,
+        "arms": cmp.arms,
+        "answer": answer(cmp),
+        "normalisation": {
+            "formula": "(return - zero_return) / (expert_return - zero_return)",
+            "expert_return": cmp.expert_return,
+            "zero_return": cmp.zero_return,
+            "evaluation_episodes": cmp.reference_episodes,
+            "source": cmp.reference_source,
+        },
+        "reference": ref.to_dict() if hasattr(ref, "to_dict") else None,
         "threshold": cmp.threshold,
-        "threshold_return": cmp.threshold_return,
         "budget_steps": cmp.budget,
         "bootstrap_reps": cmp.reps,
-        "steps_to_threshold": {m: [_finite_or_none(v) for v in t] for m, t in cmp.steps_to_threshold.items()},
-        "run_steps_to_threshold": {m: [_finite_or_none(v) for v in t] for m, t in cmp.run_steps_to_threshold.items()},
-        "final_return_iqm": {m: list(t) for m, t in cmp.final_iqm.items()},
-        "aggregates_normalised": {m: {k: list(v) for k, v in a.items()} for m, a in cmp.aggregates.items()},
+        "bootstrap_seed": cmp.seed,
+        "min_runs_for_claims": MIN_RUNS,
+        "underpowered": dict(cmp.underpowered),
+        "steps_to_threshold": {a: [_num(v) for v in t] for a, t in cmp.steps_to_threshold.items()},
+        "run_steps_to_threshold": {a: [_num(v) for v in t] for a, t in cmp.run_steps_to_threshold.items()},
+        "steps_ratio_pixels_over": {
+            a: {"point": [_num(v) for v in r.point], "ci": [_num(v) for v in r.ci],
+                "underpowered": cmp.underpowered[a] or cmp.underpowered["pixels"]}
+            for a, r in cmp.steps_ratio.items()
+        },
+        "final_return_iqm": {a: list(t) for a, t in cmp.final_iqm.items()},
+        "aggregates_normalised": {
+            a: {**{k: list(v) for k, v in g.items()}, "underpowered": cmp.underpowered[a]} for a, g in cmp.aggregates.items()
+        },
         "probability_of_improvement": {k: list(v) for k, v in cmp.improvement.items()},
-        "runs": {m: [{"name": r.name, "seed": r.seed, "final_return": float(r.returns[-1])} for r in cmp.runs[m]] for m in cmp.modes},
+        "verdicts": {
+            k: {"final": v.final, "steps": v.steps, "final_text": final_sentence(cmp, v), "steps_text": steps_sentence(cmp, v)}
+            for k, v in cmp.verdicts.items()
+        },
+        "performance_profile": {
+            "tau": cmp.profile_taus.tolist(),
+            **{a: {"point": p.tolist(), "low": lo.tolist(), "high": hi.tolist()} for a, (p, lo, hi) in cmp.profiles.items()},
+        },
+        "runs": {
+            a: [{"name": r.name, "seed": r.seed, "obs": r.obs, "final_return": float(f), "normalised_final": float(nf)}
+                for r, f, nf in zip(cmp.runs[a], cmp.final[a], cmp.normalised_final[a], strict=True)]
+            for a in cmp.arms
+        },
         "notes": cmp.notes,
     }
 
 
 def write_evaluations_csv(cmp: Comparison, path: Path) -> Path:
-    """Every evaluation of every run, with the normalised return added."""
+    """Every evaluation of every run, with its arm and normalised return added."""
+    scale = cmp.expert_return - cmp.zero_return
     rows: list[dict[str, Any]] = []
-    for m in cmp.modes:
-        for r in cmp.runs[m]:
-            with open(Path(r.path) / EVALUATIONS_FILE, newline="", encoding="utf-8") as f:
-                for row in csv.DictReader(f):
-                    ret = float(row["mean_return"])
-                    rows.append({**row, "run": r.name, "obs": m, "seed": r.seed, "normalised_return": f"{(ret - cmp.baseline) / cmp.scale:.6g}"})
+    for a in cmp.arms:
+        for r in cmp.runs[a]:
+            src = Path(r.path) / EVALUATIONS_FILE if r.path is not None else None
+            if src is not None and src.is_file():
+                with open(src, newline="", encoding="utf-8") as f:
+                    evals = list(csv.DictReader(f))
+            else:  # a run built in memory: its recorded numbers only
+                evals = [{"timesteps": int(t), "mean_return": float(v)} for t, v in zip(r.timesteps, r.returns, strict=True)]
+            for row in evals:
+                norm = (float(row["mean_return"]) - cmp.zero_return) / scale
+                rows.append({**row, "run": r.name, "arm": a, "obs": r.obs, "seed": r.seed, "normalised_return": f"{norm:.6g}"})
     write_csv_atomic(path, CSV_COLUMNS, rows)
     return path
 
 
-def write_report(cmp: Comparison, out: "str | Path", setup: dict[str, Any]) -> dict[str, Path]:
-    """Write evaluations.csv, plots, summary.json, report.md and report.html into ``out``."""
+def write_report(cmp: Comparison, out: str | Path, setup: dict[str, Any]) -> dict[str, Path]:
+    """Write evaluations.csv, plots, summary.json, report.md and report.html into ``out``.
+
+    Returns the written files by role (``csv``, ``summary``, ``markdown``, ``html``, ``plot_<name>``).
+    Plots of aggregates and of probability of improvement are written only when some arm (pair)
+    has at least MIN_RUNS runs.
+    """
     out = Path(out)
     plots_dir = out / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
-    plots = {
+    made = {
         "curves": plot_curves(cmp, plots_dir / "curves.png"),
-        "aggregates": plot_aggregates(cmp, plots_dir / "aggregates.png"),
         "steps": plot_steps_to_threshold(cmp, plots_dir / "steps_to_threshold.png"),
+        "profiles": plot_profiles(cmp, plots_dir / "performance_profiles.png"),
+        "aggregates": plot_aggregates(cmp, plots_dir / "aggregates.png"),
+        "improvement": plot_improvement(cmp, plots_dir / "improvement.png"),
     }
-    if cmp.improvement:
-        plots["improvement"] = plot_improvement(cmp, plots_dir / "improvement.png")
+    plots = {k: v for k, v in made.items() if v is not None}
+    for k, v in made.items():  # a stale plot from an earlier report must not be mistaken for this one's
+        if v is None:
+            (plots_dir / f"{k}.png").unlink(missing_ok=True)
     files = {"csv": write_evaluations_csv(cmp, out / "evaluations.csv")}
     write_json_atomic(out / "summary.json", summary_dict(cmp, setup))
     files["summary"] = out / "summary.json"
     blocks = build_blocks(cmp, setup, plots, out)
     write_text_atomic(out / "report.md", render_markdown(blocks, out))
-    title = f"Pixels vs representation vs state: {setup.get('env_id', '')}"
+    title = f"Which observations learn faster: {setup.get('env_id', '')}"
     write_text_atomic(out / "report.html", render_html(blocks, title))
     files.update({"markdown": out / "report.md", "html": out / "report.html", **{f"plot_{k}": v for k, v in plots.items()}})
     return files

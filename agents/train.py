@@ -1,11 +1,17 @@
-"""Train one SB3 agent on pixels, a frozen representation or the state (``wm agent train``).
+"""Train one SB3 agent on pixels, pixels + viewpoint, a frozen representation or the state (``wm agent train``).
 
 A run writes into its output directory (see :mod:`agents.artifacts`): the resolved config,
 metadata (versions, encoder SHA-256), TensorBoard logs, ``evaluations.csv`` (step 0, every
 ``eval_freq`` env steps, and at the end unless a periodic evaluation fell within half an
-interval of it; deterministic policy on a separate evaluation env, reseeded with ``eval_seed``
-before every evaluation so that all evaluations of all runs use the same episodes), SB3 checkpoints, the final
-``model.zip`` and, last and atomically, ``done.json``.
+interval of it; deterministic policy on a separate evaluation env, episode k reset with seed
+``eval_seed + k``, so all evaluations of all runs play the same episodes), resumable
+checkpoints (:mod:`agents.checkpoints`), the final ``model.zip`` (+ ``vecnormalize.json`` when
+the run normalises) and, last and atomically, ``done.json``.
+
+A run that was killed continues from its latest checkpoint when started again with the same
+settings: model, optimiser state, VecNormalize statistics, replay buffer (off-policy), the
+evaluations up to that step and the TensorBoard run all continue; ``num_timesteps`` goes on from
+the checkpoint's step. (Not bit-identical to an uninterrupted run: the envs restart episodes.)
 
 ``model.zip`` is Stable-Baselines3's own format. It contains pickled Python objects: load only
 models you produced yourself, never ones from untrusted sources.
@@ -13,6 +19,7 @@ models you produced yourself, never ones from untrusted sources.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import replace
@@ -35,7 +42,17 @@ from agents.artifacts import (
     read_json,
     write_json_atomic,
 )
-from agents.config import OFF_POLICY, AgentDefaults, TrainConfig, defaults_for
+from agents.checkpoints import (
+    CHECKPOINT_DIR,
+    VECNORMALIZE_FILE,
+    latest_checkpoint,
+    load_replay_buffer,
+    load_vecnormalize,
+    save_vecnormalize,
+    vec_normalize_of,
+    write_checkpoint,
+)
+from agents.config import OFF_POLICY, PIXEL_MODES, AgentDefaults, TrainConfig, defaults_for
 from worldmodel.run_metadata import RUN_FILE, write_run_metadata
 
 #: SB3 class name of each algorithm key.
@@ -46,7 +63,7 @@ class ReplayMemoryError(ValueError):
     """The replay buffer of an off-policy run would not fit in the available memory."""
 
 
-def available_memory_bytes() -> "int | None":
+def available_memory_bytes() -> int | None:
     """Available RAM in bytes (psutil if installed, else ``MemAvailable`` of /proc/meminfo)."""
     try:
         import psutil  # optional
@@ -89,8 +106,8 @@ def check_replay_memory(
     buffer_size: int,
     optimize_memory_usage: bool = False,
     memory_fraction: float = 0.8,
-    available: "int | None" = None,
-    log: "Any" = print,
+    available: int | None = None,
+    log: Any = print,
 ) -> int:
     """Print the replay buffer's memory estimate; raise :class:`ReplayMemoryError` when it exceeds
     ``memory_fraction`` of the available RAM. Returns the estimate in bytes."""
@@ -103,7 +120,12 @@ def check_replay_memory(
         f"(optimize_memory_usage={optimize_memory_usage}; available RAM {avail_txt})"
     )
     if avail is not None and need > memory_fraction * avail:
-        hint = "" if optimize_memory_usage else ", or set optimize_memory_usage=True (with replay_buffer_kwargs={'handle_timeout_termination': False})"
+        hint = (
+            ""
+            if optimize_memory_usage
+            else ", or set optimize_memory_usage=True (SB3 needs replay_buffer_kwargs={'handle_timeout_termination': False}, "
+            "which learns time-limit truncations as terminal states: the other obs modes would no longer be comparable)"
+        )
         raise ReplayMemoryError(
             f"the replay buffer needs {need / gb:.2f} GiB but only {memory_fraction:.0%} of the available "
             f"{avail / gb:.2f} GiB may be used; lower buffer_size (--hp buffer_size=N) or the image size{hint}"
@@ -111,15 +133,15 @@ def check_replay_memory(
     return need
 
 
-def resolve_hyperparams(config: TrainConfig, image_size: "int | None") -> tuple[AgentDefaults, dict[str, Any]]:
+def resolve_hyperparams(config: TrainConfig, image_size: int | None) -> tuple[AgentDefaults, dict[str, Any]]:
     """Defaults of (algo, obs) merged with the config's overrides; pixel CNNs chosen by size."""
-    from agents.extractors import pixel_policy_kwargs
+    from agents.extractors import dict_policy_kwargs, pixel_policy_kwargs
 
     defaults = defaults_for(config.algo, config.obs)
     hp = dict(defaults.hyperparams)
-    if config.obs == "pixels" and image_size is not None:
+    if config.obs in PIXEL_MODES and image_size is not None:
         pk = dict(hp.get("policy_kwargs", {}))
-        pk.update(pixel_policy_kwargs(image_size))
+        pk.update(pixel_policy_kwargs(image_size) if config.obs == "pixels" else dict_policy_kwargs(image_size))
         if pk:
             hp["policy_kwargs"] = pk
     overrides = dict(config.hyperparams)
@@ -131,33 +153,26 @@ def resolve_hyperparams(config: TrainConfig, image_size: "int | None") -> tuple[
     return defaults, hp
 
 
-def _image_size(space: spaces.Space) -> "int | None":
+def _image_size(space: spaces.Space) -> int | None:
+    """Side of the (channel-first) image of an obs space, or of its ``pixels`` key."""
+    if isinstance(space, spaces.Dict) and "pixels" in space.spaces:
+        space = space.spaces["pixels"]
     if isinstance(space, spaces.Box) and len(space.shape) == 3:
         return int(space.shape[1])  # channel-first after VecTransposeImage
     return None
 
 
-def _evaluate(model: Any, env: Any, episodes: int, seed: int) -> tuple[list[float], list[int], "list[bool] | None"]:
-    from stable_baselines3.common.evaluation import evaluate_policy
-
-    from agents.callbacks import episode_success
-
-    successes: list[bool] = []
-
-    def on_step(locals_: dict, globals_: dict) -> None:
-        if locals_["done"] and episode_success(locals_["info"]) is not None:
-            successes.append(bool(episode_success(locals_["info"])))
-
-    env.seed(seed)  # the same evaluation episodes every time (see SuccessEvalCallback)
-    returns, lengths = evaluate_policy(
-        model, env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True, callback=on_step
-    )
-    return list(returns), list(lengths), successes or None
-
-
-#: Files and folders a run creates; an unfinished run's are removed before it restarts.
-_RUN_FILES = (EVALUATIONS_FILE, PROGRESS_FILE, MODEL_FILE, DONE_FILE, RUN_FILE, CONFIG_FILE, LOG_FILE)
-_RUN_DIRS = ("tb", "checkpoints", "eval")
+#: Files and folders a run creates; an unfinished run's are removed before it restarts from scratch.
+#: The final model is saved here first, then renamed to ``model.zip``.
+_MODEL_TMP = "model.tmp.zip"
+_RUN_FILES = (
+    EVALUATIONS_FILE, PROGRESS_FILE, MODEL_FILE, _MODEL_TMP, VECNORMALIZE_FILE, DONE_FILE, RUN_FILE, CONFIG_FILE, LOG_FILE,
+)
+_RUN_DIRS = ("tb", CHECKPOINT_DIR, "eval")
+#: Config fields that may differ when a run resumes (how it runs, not what it computes).
+RESUME_IGNORED_FIELDS: tuple[str, ...] = (
+    "out", "overwrite", "progress", "threads", "device", "resume", "memory_fraction", "vec_env", "save_replay_buffer",
+)
 
 
 def _prepare_run_dir(out: Path) -> None:
@@ -181,39 +196,53 @@ def _prepare_run_dir(out: Path) -> None:
             shutil.rmtree(out / name)
 
 
+def _resume_mismatch(out: Path, resolved: TrainConfig) -> list[str]:
+    """Fields whose stored value (``config.json``) differs from ``resolved``; ``["config.json"]`` if unreadable."""
+    try:
+        stored = read_json(out / CONFIG_FILE)
+    except (OSError, ValueError):
+        return [CONFIG_FILE]
+    new = json_safe(resolved.to_dict())
+    return [
+        f"{k}: {stored[k]!r} -> {v!r}"
+        for k, v in new.items()
+        if k in stored and k not in RESUME_IGNORED_FIELDS and stored[k] != v
+    ]
+
+
+def _purge_tensorboard_after(tb_dir: Path, tb_name: str, step: int) -> None:
+    """Make TensorBoard drop what the killed session logged after ``step`` (a purge event).
+
+    The resumed session writes into the same run folder (SB3 with ``reset_num_timesteps=False``);
+    a ``SessionLog.START`` event at ``step + 1`` (``SummaryWriter(purge_step=...)``) tells
+    TensorBoard to discard earlier events from that step on, so the curves have no doubled part.
+    """
+    from stable_baselines3.common.utils import get_latest_run_id
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_id = get_latest_run_id(str(tb_dir), tb_name)
+    if run_id < 1:
+        return
+    writer = SummaryWriter(log_dir=str(tb_dir / f"{tb_name}_{run_id}"), purge_step=int(step) + 1)
+    writer.close()
+
+
 def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
     """Run one training run; returns the contents of its ``done.json``.
 
     A directory that already holds a finished run is left alone (its ``done.json`` is returned)
-    unless ``config.overwrite``; an unfinished one is cleared and trained from scratch.
+    unless ``config.overwrite``. An unfinished one resumes from its latest checkpoint
+    (``config.resume``, with the same settings; a change is refused with the differing fields),
+    or, without a checkpoint, is cleared and trained from scratch.
     """
     config.validate()
     out = Path(config.out)
     if is_finished(out) and not config.overwrite:
         log(f"{out}: already finished ({DONE_FILE} exists); pass --overwrite to train again")
         return read_json(out / DONE_FILE)
-    _prepare_run_dir(out)
 
-    import stable_baselines3 as sb3
-    import torch
-    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
-    from stable_baselines3.common.noise import NormalActionNoise
-    from stable_baselines3.common.utils import get_device, set_random_seed
+    from agents.make_env import resolve_vec_env
 
-    from agents.callbacks import (
-        EvaluationRecorder,
-        ProgressCallback,
-        RecordAfterEval,
-        SuccessEvalCallback,
-    )
-    from agents.make_env import make_env, resolve_encoder
-
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    set_random_seed(config.seed)
-    device = get_device(config.device)
-
-    encoder = resolve_encoder(config.encoder, str(device)) if config.obs == "repr" else None
     env_kwargs = dict(config.env_kwargs)
     if config.camera is not None:
         env_kwargs.setdefault("camera", config.camera)
@@ -222,23 +251,65 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
     defaults = defaults_for(config.algo, config.obs)
     n_envs = config.n_envs or defaults.n_envs
     eval_freq = max(n_envs, (config.eval_freq // n_envs) * n_envs)
+    vec_env = resolve_vec_env(config.vec_env, config.obs, n_envs)
+    resolved = replace(config, arm=config.arm_name, n_envs=n_envs, eval_freq=eval_freq, env_kwargs=env_kwargs, vec_env=vec_env)
+
+    ckpt = latest_checkpoint(out) if config.resume and not config.overwrite and out.is_dir() else None
+    if ckpt is not None:
+        diffs = _resume_mismatch(out, resolved)
+        if diffs:
+            raise ValueError(
+                f"--out {out} holds an unfinished run (checkpoint at step {ckpt.step}) with other settings: "
+                + "; ".join(diffs) + ". Rerun with the same settings to resume it, or pass --overwrite (or --no-resume) "
+                "to start again from scratch"
+            )
+    else:
+        _prepare_run_dir(out)
     if eval_freq != config.eval_freq:
         log(f"eval_freq {config.eval_freq} rounded to {eval_freq} (a multiple of n_envs={n_envs})")
+
+    import stable_baselines3 as sb3
+    import torch
+    from stable_baselines3.common.callbacks import CallbackList
+    from stable_baselines3.common.noise import NormalActionNoise
+    from stable_baselines3.common.utils import get_device, set_random_seed
+
+    from agents.callbacks import (
+        CheckpointEveryCallback,
+        EvaluationRecorder,
+        FixedSeedEvalCallback,
+        ProgressCallback,
+        evaluate_on_seeds,
+        read_evaluations,
+    )
+    from agents.make_env import add_normalization, make_env, resolve_encoder
+    from agents.reference import evaluation_seeds
+
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    set_random_seed(config.seed)
+    device = get_device(config.device)
+
+    encoder = resolve_encoder(config.encoder, str(device)) if config.obs == "repr" else None
     common = dict(
         obs=config.obs,
         encoder=encoder,
-        vec_env=config.vec_env,
         env_kwargs=env_kwargs,
         append_viewpoint=config.append_viewpoint,
         context_views=config.context_views,
         aggregate=config.aggregate,
+        frame_stack=config.frame_stack,
     )
-    env = make_env(config.env_id, n_envs=n_envs, seed=config.seed, **common)
+    train_seed = config.seed * 1000  # sub-env i: seed * 1000 + i, far from the evaluation seeds
+    env = make_env(config.env_id, n_envs=n_envs, seed=train_seed, vec_env=vec_env, **common)
     eval_env = None
     try:
-        eval_env = make_env(config.env_id, n_envs=1, seed=config.eval_seed, **{**common, "vec_env": "dummy"})
-        image_size = _image_size(env.observation_space) if config.obs == "pixels" else None
+        eval_env = make_env(config.env_id, n_envs=1, seed=None, vec_env="dummy", **common)
+        image_size = _image_size(env.observation_space) if config.obs in PIXEL_MODES else None
         defaults, hp = resolve_hyperparams(config, image_size)
+        gamma = float(hp.get("gamma", 0.99))
+        env = add_normalization(env, config.obs, config.normalize, config.normalize_reward, gamma)
+        eval_env = add_normalization(eval_env, config.obs, config.normalize, config.normalize_reward, gamma, evaluation=True)
         if config.algo in OFF_POLICY:
             check_replay_memory(
                 env.observation_space,
@@ -252,8 +323,10 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
             half_range = (env.action_space.high - env.action_space.low) / 2.0
             hp["action_noise"] = NormalActionNoise(np.zeros_like(half_range), defaults.action_noise_std * half_range)
 
-        resolved = replace(config, n_envs=n_envs, eval_freq=eval_freq, env_kwargs=env_kwargs)
-        write_json_atomic(out / CONFIG_FILE, {**resolved.to_dict(), "policy": defaults.policy, "resolved_hyperparams": json_safe(hp)})
+        if ckpt is None:
+            write_json_atomic(
+                out / CONFIG_FILE, {**resolved.to_dict(), "policy": defaults.policy, "resolved_hyperparams": json_safe(hp)}
+            )
         enc_meta = None
         if encoder is not None:
             enc_meta = {
@@ -273,45 +346,80 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
                 "device": str(device),
                 "observation_space": str(env.observation_space),
                 "action_space": str(env.action_space),
+                "resumed_from_step": None if ckpt is None else ckpt.step,
                 "model_format": "SB3 zip (contains pickled objects): load only models you produced yourself",
             },
         )
 
         algo_cls = getattr(sb3, ALGO_CLASSES[config.algo])
-        model = algo_cls(defaults.policy, env, seed=config.seed, device=device, tensorboard_log=str(out / "tb"), verbose=0, **hp)
+        tb_dir = out / "tb"
+        tb_name = f"{config.algo}_{config.arm_name}"
+        if ckpt is None:
+            model = algo_cls(defaults.policy, env, seed=config.seed, device=device, tensorboard_log=str(tb_dir), verbose=0, **hp)
+            resumed_from: tuple[int, ...] = ()
+        else:
+            vecnorm = vec_normalize_of(env)
+            if vecnorm is not None:
+                if ckpt.vecnormalize_path is None:
+                    raise ValueError(f"checkpoint {ckpt.path} has no {VECNORMALIZE_FILE}, but the run normalises")
+                load_vecnormalize(ckpt.vecnormalize_path, vecnorm)
+            model = algo_cls.load(str(ckpt.model_path), env=env, device=device, tensorboard_log=str(tb_dir), verbose=0)
+            # SB3 reseeds from the saved seed at load; continue with another stream than the start's.
+            model.set_random_seed(config.seed + ckpt.step)
+            if config.algo in OFF_POLICY and ckpt.replay_buffer_path is not None and config.save_replay_buffer:
+                n = load_replay_buffer(ckpt.replay_buffer_path, model.replay_buffer)
+                log(f"replay buffer: {n:,} transitions restored")
+            resumed_from = (*ckpt.resumed_from, ckpt.step)
+            _purge_tensorboard_after(tb_dir, tb_name, ckpt.step)
+            log(f"resuming from checkpoint at step {ckpt.step} ({ckpt.path})")
+        env.seed(train_seed)  # the model seeded the envs with `seed`: use the training seeds
 
-        recorder = EvaluationRecorder(out)
+        seeds = evaluation_seeds(config.eval_seed, config.eval_episodes)
+        recorder = EvaluationRecorder(
+            out,
+            rows=read_evaluations(out / EVALUATIONS_FILE, ckpt.step) if ckpt is not None else None,
+            wall_offset_s=ckpt.wall_s if ckpt is not None else 0.0,
+        )
         t0 = time.monotonic()
-        returns, lengths, succ = _evaluate(model, eval_env, config.eval_episodes, config.eval_seed)
-        row = recorder.add(0, returns, lengths, succ)
-        log(f"eval at step 0: mean return {row['mean_return']:.3f}")
+        start_steps = int(model.num_timesteps)
+        if ckpt is None:
+            first = evaluate_on_seeds(model, eval_env, seeds)
+            row = recorder.add(0, first.returns, first.lengths, first.successes)
+            log(f"eval at step 0: mean return {row['mean_return']:.3f}")
+
+        def save_checkpoint() -> None:
+            c = write_checkpoint(out, model, recorder.elapsed_s, resumed_from, with_replay_buffer=config.save_replay_buffer)
+            log(f"checkpoint at step {c.step}: {c.path}")
+
         callbacks = [
-            ProgressCallback(config.steps, out, show=config.progress, desc=f"{config.algo}/{config.obs} seed {config.seed}"),
-            SuccessEvalCallback(
-                eval_env,
-                eval_seed=config.eval_seed,
-                callback_after_eval=RecordAfterEval(recorder),
-                n_eval_episodes=config.eval_episodes,
-                eval_freq=eval_freq // n_envs,  # EvalCallback counts calls: each call is n_envs env steps
-                log_path=str(out / "eval"),
-                deterministic=True,
-                verbose=0,
-            ),
+            ProgressCallback(config.steps, out, show=config.progress, desc=f"{config.algo}/{config.arm_name} seed {config.seed}"),
+            FixedSeedEvalCallback(eval_env, seeds, eval_freq, recorder),
         ]
         if config.checkpoint_freq > 0:
-            callbacks.append(
-                CheckpointCallback(save_freq=max(1, config.checkpoint_freq // n_envs), save_path=str(out / "checkpoints"), name_prefix="model")
+            callbacks.append(CheckpointEveryCallback(config.checkpoint_freq, save_checkpoint, last_step=start_steps))
+        remaining = config.steps - start_steps
+        if remaining > 0:
+            model.learn(
+                total_timesteps=remaining, callback=CallbackList(callbacks), tb_log_name=tb_name, reset_num_timesteps=ckpt is None
             )
-        model.learn(total_timesteps=config.steps, callback=CallbackList(callbacks), tb_log_name=f"{config.algo}_{config.obs}")
         train_s = time.monotonic() - t0
         # A final evaluation, unless a periodic one fell within half an interval of the end (on-policy
         # algorithms overshoot `steps` by up to one rollout; a second point there only adds noise).
         if model.num_timesteps - recorder.last_timesteps >= eval_freq / 2:
-            returns, lengths, succ = _evaluate(model, eval_env, config.eval_episodes, config.eval_seed)
-            recorder.add(model.num_timesteps, returns, lengths, succ)
-        model.save(str(out / MODEL_FILE))
+            from stable_baselines3.common.vec_env import sync_envs_normalization
+
+            sync_envs_normalization(env, eval_env)
+            last = evaluate_on_seeds(model, eval_env, seeds)
+            recorder.add(model.num_timesteps, last.returns, last.lengths, last.successes)
+        tmp_model = out / _MODEL_TMP
+        model.save(str(tmp_model))
+        os.replace(tmp_model, out / MODEL_FILE)
+        vecnorm = vec_normalize_of(env)
+        if vecnorm is not None:
+            save_vecnormalize(out / VECNORMALIZE_FILE, vecnorm)
         final = recorder.rows[-1]
         done = {
+            "arm": config.arm_name,
             "obs": config.obs,
             "algo": config.algo,
             "seed": config.seed,
@@ -319,12 +427,18 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
             "final_mean_return": final["mean_return"],
             "final_success_rate": final["success_rate"],
             "evaluations": len(recorder.rows),
-            "wall_s": round(time.monotonic() - t0, 3),
-            "steps_per_s": round(model.num_timesteps / max(train_s, 1e-9), 2),
+            "eval_seed": config.eval_seed,
+            "eval_episodes": config.eval_episodes,
+            "resumed_from": list(resumed_from),
+            "wall_s": round(recorder.elapsed_s, 3),
+            "steps_per_s": round((model.num_timesteps - start_steps) / max(train_s, 1e-9), 2),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         write_json_atomic(out / DONE_FILE, done)  # last: marks the run finished
-        log(f"done: {model.num_timesteps} steps, final mean return {final['mean_return']:.3f}, {done['steps_per_s']:.0f} steps/s -> {out}")
+        log(
+            f"done: {model.num_timesteps} steps, final mean return {final['mean_return']:.3f}, "
+            f"{done['steps_per_s']:.0f} steps/s -> {out}"
+        )
         return done
     finally:
         env.close()
@@ -332,7 +446,7 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
             eval_env.close()
 
 
-def parse_overrides(items: "list[str] | None", what: str = "--hp") -> dict[str, Any]:
+def parse_overrides(items: list[str] | None, what: str = "--hp") -> dict[str, Any]:
     """Parse ``key=value`` strings; values are JSON when they parse (numbers, lists, dicts), else strings."""
     import json
 

@@ -23,11 +23,17 @@ Options:
 
 The encoder is a :class:`worldmodel.encoders.FrozenEncoder`: eval mode, no gradients; nothing
 here ever trains it.
+
+:class:`ViewpointVecEnvWrapper` is the ``pixels+viewpoint`` agent's view of the same Dict
+observation: the frames stay, the 5-d viewpoint becomes the 7-d form above (cos/sin are
+continuous where a raw yaw jumps from pi to -pi, and it is what the GQN encoder and
+``append_viewpoint`` receive).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -60,7 +66,7 @@ class ViewHistory:
         self._buf = np.zeros((n_envs, self.k, feature_dim), dtype=np.float32)
         self._count = np.zeros(n_envs, dtype=np.int64)
 
-    def clear(self, mask: "np.ndarray | None" = None) -> None:
+    def clear(self, mask: np.ndarray | None = None) -> None:
         """Forget the views of all envs (``mask=None``) or of the envs where ``mask`` is true."""
         if mask is None:
             self._buf[:] = 0.0
@@ -172,7 +178,7 @@ class _ObservationEncoder:
         self.needs_viewpoint = encoder.uses_viewpoint or append_viewpoint
         self.history = ViewHistory(n_envs, context_views, encoder.feature_dim, aggregate)
 
-    def split(self, obs: Any, info: "dict | None") -> tuple[np.ndarray, "np.ndarray | None"]:
+    def split(self, obs: Any, info: dict | None) -> tuple[np.ndarray, np.ndarray | None]:
         """``(frame, viewpoint)`` of one observation (viewpoint from the obs or from ``info``)."""
         if isinstance(obs, dict):
             frame = np.asarray(obs[self.pixels_key])
@@ -189,13 +195,13 @@ class _ObservationEncoder:
             )
         return frame, np.asarray(info[self.viewpoint_key], dtype=np.float32)
 
-    def encode(self, frames: Sequence[np.ndarray], viewpoints: Sequence["np.ndarray | None"]) -> np.ndarray:
+    def encode(self, frames: Sequence[np.ndarray], viewpoints: Sequence[np.ndarray | None]) -> np.ndarray:
         """Features ``[B, D]`` of B single frames in one forward pass."""
         batch = np.stack(frames)
         vps = None if viewpoints[0] is None or not self.encoder.uses_viewpoint else np.stack(viewpoints)
         return self.encoder.encode_numpy(batch, vps)
 
-    def assemble(self, features: np.ndarray, viewpoints: Sequence["np.ndarray | None"]) -> np.ndarray:
+    def assemble(self, features: np.ndarray, viewpoints: Sequence[np.ndarray | None]) -> np.ndarray:
         """Final observations: aggregated features, then the 7-d viewpoints if asked."""
         out = np.asarray(features, dtype=np.float32)
         if self.append_viewpoint:
@@ -255,7 +261,9 @@ class EncoderVecEnvWrapper(VecEnvWrapper):
         obs = self.venv.reset()
         reset_infos = list(_innermost(self.venv).reset_infos)
         self.reset_infos = reset_infos
-        pairs = [self._core.split(_index_obs(obs, i), reset_infos[i] if i < len(reset_infos) else None) for i in range(self.num_envs)]
+        pairs = [
+            self._core.split(_index_obs(obs, i), reset_infos[i] if i < len(reset_infos) else None) for i in range(self.num_envs)
+        ]
         frames, vps = [p[0] for p in pairs], [p[1] for p in pairs]
         self._core.history.clear()
         agg = self._core.history.push(self._core.encode(frames, vps))
@@ -308,16 +316,18 @@ class EncoderObservationWrapper(gym.ObservationWrapper):
     ) -> None:
         super().__init__(env)
         in_obs = check_input_space(env.observation_space, encoder, pixels_key, viewpoint_key)
-        self._core = _ObservationEncoder(encoder, 1, append_viewpoint, context_views, aggregate, pixels_key, viewpoint_key, in_obs)
+        self._core = _ObservationEncoder(
+            encoder, 1, append_viewpoint, context_views, aggregate, pixels_key, viewpoint_key, in_obs
+        )
         self.observation_space = feature_space(encoder, append_viewpoint)
-        self._info: "dict | None" = None
+        self._info: dict | None = None
 
     @property
     def encoder(self) -> FrozenEncoder:
         """The frozen encoder."""
         return self._core.encoder
 
-    def reset(self, *, seed: "int | None" = None, options: "dict | None" = None) -> tuple[np.ndarray, dict]:
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         """Reset the env and start an empty view window."""
         obs, info = self.env.reset(seed=seed, options=options)
         self._core.history.clear()
@@ -335,3 +345,46 @@ class EncoderObservationWrapper(gym.ObservationWrapper):
         frame, vp = self._core.split(observation, self._info)
         agg = self._core.history.push(self._core.encode([frame], [vp]))
         return self._core.assemble(agg, [vp])[0]
+
+
+class ViewpointVecEnvWrapper(VecEnvWrapper):
+    """Dict(pixels, viewpoint 5-d) -> Dict(pixels, viewpoint 7-d), also in ``terminal_observation``.
+
+    The 7-d form is ``(x, y, z, cos yaw, sin yaw, cos pitch, sin pitch)``
+    (:func:`envs.camera.viewpoint7`); the image passes through unchanged.
+
+    Args:
+        venv: vectorised env with a Dict observation holding ``viewpoint_key`` (5-d Box).
+        viewpoint_key: Dict key of the viewpoint.
+    """
+
+    def __init__(self, venv: VecEnv, viewpoint_key: str = "viewpoint") -> None:
+        space = venv.observation_space
+        if not isinstance(space, spaces.Dict) or viewpoint_key not in space.spaces:
+            raise ValueError(
+                f"ViewpointVecEnvWrapper needs a Dict observation with a {viewpoint_key!r} key, got {space}; "
+                "make the env with obs='pixels+viewpoint'"
+            )
+        if tuple(space.spaces[viewpoint_key].shape) != (5,):
+            raise ValueError(f"observation[{viewpoint_key!r}] must be the 5-d viewpoint, got {space.spaces[viewpoint_key]}")
+        self.viewpoint_key = viewpoint_key
+        new = dict(space.spaces)
+        new[viewpoint_key] = spaces.Box(VIEWPOINT7_LOW, VIEWPOINT7_HIGH, dtype=np.float32)
+        super().__init__(venv, observation_space=spaces.Dict(new))
+
+    def _convert(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = dict(obs)
+        out[self.viewpoint_key] = viewpoint7(np.asarray(obs[self.viewpoint_key], dtype=np.float32))
+        return out
+
+    def reset(self) -> VecEnvObs:
+        """Reset all sub-envs; viewpoints in the 7-d form."""
+        return self._convert(self.venv.reset())
+
+    def step_wait(self) -> VecEnvStepReturn:
+        """Step all sub-envs; current and terminal observations with 7-d viewpoints."""
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for info in infos:
+            if "terminal_observation" in info:
+                info["terminal_observation"] = self._convert(info["terminal_observation"])
+        return self._convert(obs), rewards, dones, infos

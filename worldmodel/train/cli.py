@@ -102,12 +102,14 @@ def add_commands(subparsers: Any) -> None:
     )
     sub = parser.add_subparsers(dest="train_command", metavar="LEARNER", required=True)
     for name, spec in available_learners().items():
-        if name == "bench":
-            raise ValueError("a learner may not be called 'bench' (reserved for `wm train bench`)")
+        if name in ("bench", "untrained"):
+            raise ValueError(f"a learner may not be called {name!r} (reserved for `wm train {name}`)")
         _add_learner(sub, spec)
     from worldmodel.train.bench import add_bench_parser
+    from worldmodel.untrained import add_untrained_parser
 
     add_bench_parser(sub)
+    add_untrained_parser(sub)
 
 
 def resolve_from_args(args: argparse.Namespace) -> "tuple[Any, TrainConfig, str | None]":
