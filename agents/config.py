@@ -147,7 +147,7 @@ def defaults_for(algo: str, obs: str) -> AgentDefaults:
 class TrainConfig:
     """One agent training run (``wm agent train``); saved resolved as ``config.json``."""
 
-    env_id: str = "wm/JacoReach-v0"
+    env_id: str = "wm/JacoReach-v1"
     """Gymnasium id of the environment (``module:id`` also works for envs outside the toolkit)."""
     obs: str = "state"
     """Agent observation mode: ``pixels``, ``pixels+viewpoint``, ``repr`` or ``state``."""
@@ -336,7 +336,7 @@ def arms_for_obs_modes(modes: tuple[str, ...] | list[str], encoder: str | None =
 class CompareConfig:
     """A grid of independent runs (arms x seeds) and its report (``wm agent compare``)."""
 
-    env_id: str = "wm/JacoReach-v0"
+    env_id: str = "wm/JacoReach-v1"
     """Gymnasium id of the environment."""
     camera: str | None = None
     """Camera mode of the env (``None``: the env's default)."""

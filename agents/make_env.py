@@ -112,7 +112,7 @@ def make_env(
     """Build ``n_envs`` copies of ``env_id`` wrapped for an agent observing ``obs``.
 
     Args:
-        env_id: Gymnasium id (``wm/JacoReach-v0``, ``wm/Maze-v0`` or any ``module:id``).
+        env_id: Gymnasium id (``wm/JacoReach-v1``, ``wm/Maze-v0`` or any ``module:id``).
         obs: ``pixels``, ``pixels+viewpoint``, ``repr`` or ``state``.
         encoder: FrozenEncoder or checkpoint directory; required for ``repr`` only.
         n_envs: number of parallel envs.

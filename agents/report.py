@@ -441,7 +441,7 @@ def answer(cmp: Comparison) -> str:
     run_eps = sorted({r.eval_episodes for rs in cmp.runs.values() for r in rs if r.eval_episodes is not None})
     parts = [
         f"Normalised score: 1 = the scripted expert's mean return ({cmp.expert_return:.4g}), 0 = the zero-action policy's "
-        f"({cmp.zero_return:.4g}), both {ep_text} ({cmp.reference_source})"
+        f"({cmp.zero_return:.4g}), both {ep_text}"
         + (f"; each agent evaluation point is the mean of {', '.join(map(str, run_eps))} episodes." if run_eps else "."),
     ]
     seeds = {a: [r.seed for r in cmp.runs[a]] for a in cmp.arms}
@@ -477,7 +477,7 @@ def answer(cmp: Comparison) -> str:
         if len(powered) == 1:
             a = powered[0]
             parts.append(
-                f"{a}: final normalised IQM {_ci_text(cmp.aggregates[a]['IQM'], 2)}, env steps to {cmp.threshold:g} "
+                f"{a}: final normalised IQM {_ci_text(cmp.aggregates[a]['IQM'], 3)}, env steps to {cmp.threshold:g} "
                 f"{steps_ci_text(cmp.steps_to_threshold[a], cmp.budget)}."
             )
         elif keys:

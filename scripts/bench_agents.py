@@ -93,7 +93,7 @@ def time_encoder_vs_env(env_id: str, encoder, n_envs: int, env_kwargs: dict, ite
 
 def main(argv: "list[str] | None" = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="wm/JacoReach-v0")
+    p.add_argument("--env", default="wm/JacoReach-v1")
     p.add_argument("--camera", default="moving")
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--n-envs", type=int, default=4)

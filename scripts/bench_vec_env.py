@@ -86,7 +86,7 @@ def time_run(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="wm/JacoReach-v0")
+    p.add_argument("--env", default="wm/JacoReach-v1")
     p.add_argument("--camera", default="moving")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--n-envs", type=int, default=8)
