@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -154,11 +154,15 @@ class Trainer:
         resume: continue from the newest checkpoint in ``config.out``; model config and the
             trajectory-relevant training fields must match the checkpoint's.
         preset: preset name, recorded in run.json.
+        step_hooks: callables ``hook(model, step) -> dict of scalars or None`` run after every
+            optimiser step on rank 0 (e.g. :class:`worldmodel.diagnostics.hooks.LEEHook`); what
+            they return goes to TensorBoard as ``diagnostics/<name>`` and to metrics.jsonl.
     """
 
     def __init__(
         self, learner: "str | LearnerSpec", model_config: Any, config: TrainConfig, run_data: "RunData | None" = None,
         resume: bool = False, preset: "str | None" = None,
+        step_hooks: "Sequence[Callable[[nn.Module, int], Mapping[str, float] | None]]" = (),
     ) -> None:
         self.spec = learner if isinstance(learner, LearnerSpec) else get_learner(learner)
         self.model_config = model_config
@@ -166,6 +170,7 @@ class Trainer:
         self.run_data = run_data
         self.resume = resume
         self.preset = preset
+        self.step_hooks = tuple(step_hooks)
         self.run_dir = Path(config.out)
 
     # ------------------------------------------------------------------ set-up
@@ -373,6 +378,12 @@ class Trainer:
                     self._log_images(step, batch)
                 if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or step == cfg.steps:
                     last_ckpt = self.save_checkpoint(step, epoch, batch_in_epoch) or last_ckpt
+                if dist.is_main:
+                    for hook in self.step_hooks:
+                        extra = hook(self.model, step)
+                        if extra:
+                            logger.record("diagnostics", step, extra)
+                            logger.scalars(step, extra, "diagnostics")
                 bar.update(1)
         finally:
             bar.close()
