@@ -12,8 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from worldmodel.atomic import atomic_write_json, atomic_write_text, file_sha256
 from worldmodel.run_metadata import to_jsonable
@@ -25,15 +26,17 @@ PROGRESS_FILE = "progress.json"
 MODEL_FILE = "model.zip"
 LOG_FILE = "train.log"
 #: Columns of a run's evaluations.csv.
-EVAL_COLUMNS: tuple[str, ...] = ("timesteps", "mean_return", "std_return", "mean_length", "success_rate", "episodes", "wall_s", "returns")
+EVAL_COLUMNS: tuple[str, ...] = (
+    "timesteps", "mean_return", "std_return", "mean_length", "success_rate", "episodes", "wall_s", "returns"
+)
 
 
-def write_text_atomic(path: "str | Path", text: str) -> None:
+def write_text_atomic(path: str | Path, text: str) -> None:
     """Atomic UTF-8 text write (temp file, fsync, rename)."""
     atomic_write_text(path, text)
 
 
-def write_json_atomic(path: "str | Path", obj: Any) -> None:
+def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Atomic JSON write; dataclasses, paths, numpy scalars become plain JSON, other objects ``repr``."""
     atomic_write_json(path, json_safe(obj))
 
@@ -52,7 +55,7 @@ def json_safe(value: Any) -> Any:
     return repr(value)
 
 
-def write_csv_atomic(path: "str | Path", columns: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> None:
+def write_csv_atomic(path: str | Path, columns: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> None:
     """Atomic CSV write of dict rows with the given columns."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
@@ -62,18 +65,18 @@ def write_csv_atomic(path: "str | Path", columns: Iterable[str], rows: Iterable[
     atomic_write_text(path, buf.getvalue())
 
 
-def read_json(path: "str | Path") -> Any:
+def read_json(path: str | Path) -> Any:
     """Read a JSON file."""
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
 
-def is_finished(run_dir: "str | Path") -> bool:
+def is_finished(run_dir: str | Path) -> bool:
     """Whether a run directory holds a finished run (its ``done.json`` marker)."""
     return (Path(run_dir) / DONE_FILE).is_file()
 
 
-def encoder_checksum(checkpoint: "str | Path") -> "dict[str, str] | None":
+def encoder_checksum(checkpoint: str | Path) -> dict[str, str] | None:
     """``{"checkpoint": dir, "sha256": digest of model.safetensors}`` of an encoder checkpoint.
 
     ``checkpoint`` may be a checkpoint or run directory (the newest checkpoint is used, as

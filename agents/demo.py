@@ -89,7 +89,7 @@ def _wm(*args: str) -> list[str]:
     return [sys.executable, "-m", "agents.cli", *args]
 
 
-def stage_commands(preset: DemoPreset, out: Path, jobs: "int | None" = None, device: "str | None" = None) -> dict[str, list[str]]:
+def stage_commands(preset: DemoPreset, out: Path, jobs: int | None = None, device: str | None = None) -> dict[str, list[str]]:
     """The ``wm`` command of each stage (the GQN one for a fresh run)."""
     data, gqn, untrained, cmp = out / "data", out / "gqn", out / "untrained", out / "compare"
     return {
@@ -119,7 +119,7 @@ def _gqn_has_checkpoint(run_dir: Path) -> bool:
     return ckpts.is_dir() and any(p.name.startswith("step_") for p in ckpts.iterdir())
 
 
-def run_demo(preset: str = "small", out: str = "wm_out/demo", jobs: "int | None" = None, device: "str | None" = None) -> int:
+def run_demo(preset: str = "small", out: str = "wm_out/demo", jobs: int | None = None, device: str | None = None) -> int:
     """Run (or resume) the demo; returns the exit code of the first failing stage, else 0."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid values: {', '.join(map(repr, PRESETS))}")

@@ -52,7 +52,7 @@ class CameraPose:
     pitch: float
 
     @classmethod
-    def look_at(cls, eye: np.ndarray, target: np.ndarray) -> "CameraPose":
+    def look_at(cls, eye: np.ndarray, target: np.ndarray) -> CameraPose:
         """The pose of a camera at ``eye`` looking at ``target``."""
         eye = np.asarray(eye, dtype=np.float64)
         d = np.asarray(target, dtype=np.float64) - eye
@@ -65,7 +65,7 @@ class CameraPose:
         return cls(tuple(float(v) for v in eye), float(wrap_angle(yaw)), pitch)
 
     @classmethod
-    def from_viewpoint(cls, viewpoint: np.ndarray) -> "CameraPose":
+    def from_viewpoint(cls, viewpoint: np.ndarray) -> CameraPose:
         """Inverse of :meth:`viewpoint`."""
         v = np.asarray(viewpoint, dtype=np.float64).reshape(-1)
         if v.shape != (5,):

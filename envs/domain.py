@@ -88,7 +88,7 @@ def random_domain(rng: np.random.Generator) -> Domain:
     )
 
 
-def resolve_domain(domain: "str | Domain") -> Domain | None:
+def resolve_domain(domain: str | Domain) -> Domain | None:
     """A :class:`Domain` for a preset name or instance; ``None`` for ``"randomised"``."""
     if isinstance(domain, Domain):
         return domain
@@ -131,7 +131,7 @@ def floor_texture_xml(domain: Domain, name: str = "floortex") -> str:
     if domain.floor_texture == "none":
         return f'<material name="{name}" rgba="{r:.3f} {g:.3f} {b:.3f} 1"/>'
     builtin = "checker" if domain.floor_texture == "checker" else "flat"
-    mark = ' mark="edge" markrgb="{:.3f} {:.3f} {:.3f}"'.format(r2, g2, b2) if builtin == "flat" else ""
+    mark = f' mark="edge" markrgb="{r2:.3f} {g2:.3f} {b2:.3f}"' if builtin == "flat" else ""
     return (
         f'<texture name="{name}_t" type="2d" builtin="{builtin}" width="64" height="64" '
         f'rgb1="{r:.3f} {g:.3f} {b:.3f}" rgb2="{r2:.3f} {g2:.3f} {b2:.3f}"{mark}/>'

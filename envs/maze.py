@@ -37,7 +37,15 @@ from envs.maze_layout import (
     wall_rectangles,
 )
 from envs.rendering import OffscreenRenderer
-from envs.spaces import CAMERA_MODES, CHANNEL_ORDERS, OBS_MODES, check_choice, check_finite_action, format_image, observation_space
+from envs.spaces import (
+    CAMERA_MODES,
+    CHANNEL_ORDERS,
+    OBS_MODES,
+    check_choice,
+    check_finite_action,
+    format_image,
+    observation_space,
+)
 
 ENV_ID = "wm/Maze-v0"
 CELL = 1.0
@@ -105,19 +113,25 @@ class MazeWorld:
         self._agent = np.array([gid("agent_body"), gid("agent_nose")])
         self._mat_wall = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_MATERIAL, "wall")
         self._mat_floor = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_MATERIAL, "floor")
-        self._tex = {name: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_TEXTURE, name) for name in ("wall_tiles", "wall_checker", "floor_checker", "floor_grid")}
+        self._tex = {
+            name: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_TEXTURE, name)
+            for name in ("wall_tiles", "wall_checker", "floor_checker", "floor_grid")
+        }
         self.n_wall_boxes = 0
         mujoco.mj_forward(m, self.data)
 
     def _xml(self) -> str:
         n, h, b, H = self.n, self.half, BORDER, WALL_HEIGHT
         walls = "".join(
-            f'<geom name="wall{i}" type="box" size="0.5 0.5 {H / 2}" pos="0 0 {H / 2}" material="wall" group="{HIDDEN_GROUP}"/>' for i in range(n * n)
+            f'<geom name="wall{i}" type="box" size="0.5 0.5 {H / 2}" pos="0 0 {H / 2}" material="wall" group="{HIDDEN_GROUP}"/>'
+            for i in range(n * n)
         )
         o = h + b / 2
         border = "".join(
             f'<geom name="border{k}" type="box" size="{sx} {sy} {H / 2}" pos="{px} {py} {H / 2}" material="wall"/>'
-            for k, (sx, sy, px, py) in enumerate(((h + b, b / 2, 0, o), (h + b, b / 2, 0, -o), (b / 2, h, o, 0), (b / 2, h, -o, 0)))
+            for k, (sx, sy, px, py) in enumerate(
+                ((h + b, b / 2, 0, o), (h + b, b / 2, 0, -o), (b / 2, h, o, 0), (b / 2, h, -o, 0))
+            )
         )
         domain = DOMAINS["sim"]
         return f"""
@@ -131,16 +145,19 @@ class MazeWorld:
   </visual>
   <default><geom contype="0" conaffinity="0"/></default>
   <asset>
-    <texture name="wall_tiles" type="2d" builtin="flat" mark="edge" markrgb="0.55 0.55 0.55" rgb1="1 1 1" rgb2="1 1 1" width="32" height="32"/>
+    <texture name="wall_tiles" type="2d" builtin="flat" mark="edge" markrgb="0.55 0.55 0.55" rgb1="1 1 1" rgb2="1 1 1"
+             width="32" height="32"/>
     <texture name="wall_checker" type="2d" builtin="checker" rgb1="1 1 1" rgb2="0.78 0.78 0.78" width="32" height="32"/>
     <texture name="floor_checker" type="2d" builtin="checker" rgb1="1 1 1" rgb2="0.72 0.72 0.72" width="32" height="32"/>
-    <texture name="floor_grid" type="2d" builtin="flat" mark="edge" markrgb="0.5 0.5 0.5" rgb1="1 1 1" rgb2="1 1 1" width="32" height="32"/>
+    <texture name="floor_grid" type="2d" builtin="flat" mark="edge" markrgb="0.5 0.5 0.5" rgb1="1 1 1" rgb2="1 1 1"
+             width="32" height="32"/>
     <material name="wall" rgba="0.6 0.6 0.6 1" texrepeat="2 2" texuniform="true" specular="0.1"/>
     <material name="floor" rgba="0.5 0.5 0.5 1" texrepeat="1 1" texuniform="true" specular="0.1"/>
     <material name="sky" rgba="{_fmt(SKY_RGB)} 1" emission="1"/>
   </asset>
   <worldbody>
-    <light name="sun" directional="true" castshadow="false" pos="0 0 5" dir="0 0 -1" diffuse="0.8 0.8 0.8" specular="0.1 0.1 0.1"/>
+    <light name="sun" directional="true" castshadow="false" pos="0 0 5" dir="0 0 -1" diffuse="0.8 0.8 0.8"
+           specular="0.1 0.1 0.1"/>
     <geom name="floor" type="plane" size="{h + b} {h + b} 2" material="floor"/>
     <geom name="sky" type="box" size="{h + 20} {h + 20} 0.05" pos="0 0 6" material="sky"/>
     <geom name="goal" type="sphere" size="{GOAL_RADIUS}" pos="0 0 {GOAL_HEIGHT}" rgba="0.9 0.15 0.15 1"/>
@@ -370,7 +387,13 @@ class MazeEnv(gym.Env):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if size < 8:
             raise ValueError(f"size must be >= 8 pixels, got {size}")
-        for name, value in (("move_step", move_step), ("turn_deg", turn_deg), ("agent_radius", agent_radius), ("reach_radius", reach_radius), ("ray_range", ray_range)):
+        for name, value in (
+            ("move_step", move_step),
+            ("turn_deg", turn_deg),
+            ("agent_radius", agent_radius),
+            ("reach_radius", reach_radius),
+            ("ray_range", ray_range),
+        ):
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {value!r}")
         if agent_radius >= 0.5 * CELL:
@@ -575,7 +598,10 @@ class MazeEnv(gym.Env):
         if not all(math.isfinite(v) for v in (x, y, heading)):
             raise ValueError(f"agent pose must be finite, got {(x, y, heading)}")
         gx, gy = self.world.to_grid(x, y)
-        if not (0 <= gx < GRID_SIZE and 0 <= gy < GRID_SIZE) or self._geometry.clearance(gx, gy) < self.agent_radius / CELL - 1e-9:
+        if (
+            not (0 <= gx < GRID_SIZE and 0 <= gy < GRID_SIZE)
+            or self._geometry.clearance(gx, gy) < self.agent_radius / CELL - 1e-9
+        ):
             raise ValueError(f"agent at ({x:.3f}, {y:.3f}) would overlap a wall (radius {self.agent_radius} m)")
         self._x, self._y = float(x), float(y)
         self._heading = (float(heading) + math.pi) % (2.0 * math.pi) - math.pi
@@ -596,7 +622,10 @@ class MazeEnv(gym.Env):
         n = self.layout.size
         goal_g = cell_centre(n, self.layout.goal) if goal else None
         agent_g = (*self.world.to_grid(self._x, self._y), self._heading) if agent else None
-        return rasterise_map(self.layout.grid, size, goal=goal_g, agent=agent_g, goal_radius=GOAL_RADIUS / CELL * 1.5, agent_radius=self.agent_radius / CELL)
+        return rasterise_map(
+            self.layout.grid, size, goal=goal_g, agent=agent_g, goal_radius=GOAL_RADIUS / CELL * 1.5,
+            agent_radius=self.agent_radius / CELL,
+        )
 
     def state_vector(self) -> np.ndarray:
         """The ``obs="state"`` vector (see the class docstring), float32 [14]."""
@@ -629,7 +658,10 @@ class MazeEnv(gym.Env):
         arr = check_finite_action(action)
         shape = self.action_space.shape
         if arr.shape != shape:
-            raise ValueError(f"continuous action must have shape {shape} ({'speed, turn' if shape == (2,) else 'speed, strafe, turn'}), got {arr.shape}")
+            raise ValueError(
+                f"continuous action must have shape {shape} "
+                f"({'speed, turn' if shape == (2,) else 'speed, strafe, turn'}), got {arr.shape}"
+            )
         arr = np.clip(arr, -1.0, 1.0)
         if shape == (2,):
             return float(arr[0]) * self.move_step, 0.0, float(arr[1]) * self.turn_step

@@ -114,7 +114,9 @@ class MazeLayout:
 # --------------------------------------------------------------------------- generation
 
 
-def generate_maze(seed: int, size: int = GRID_SIZE, rooms: tuple[int, int] = (1, 2), extra_doors: tuple[int, int] = (0, 1)) -> MazeLayout:
+def generate_maze(
+    seed: int, size: int = GRID_SIZE, rooms: tuple[int, int] = (1, 2), extra_doors: tuple[int, int] = (0, 1)
+) -> MazeLayout:
     """The maze of ``seed``: deterministic, every free cell reachable (see module doc).
 
     Args:
@@ -141,7 +143,11 @@ def generate_maze(seed: int, size: int = GRID_SIZE, rooms: tuple[int, int] = (1,
     closed_doors: list[tuple[Cell, Cell]] = []
     while stack:
         i, j = stack[-1]
-        options = [(i + di, j + dj) for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)) if 0 <= i + di < nodes and 0 <= j + dj < nodes and not visited[i + di, j + dj]]
+        options = [
+            (i + di, j + dj)
+            for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1))
+            if 0 <= i + di < nodes and 0 <= j + dj < nodes and not visited[i + di, j + dj]
+        ]
         if not options:
             stack.pop()
             continue
@@ -374,7 +380,12 @@ class GridGeometry:
                         x += dx / d * (radius - d)
                         y += dy / d * (radius - d)
                     else:  # centre inside the square: leave through the nearest side
-                        exits = ((x - sx + radius, -1.0, 0.0), (sx + 1 - x + radius, 1.0, 0.0), (y - sy + radius, 0.0, -1.0), (sy + 1 - y + radius, 0.0, 1.0))
+                        exits = (
+                            (x - sx + radius, -1.0, 0.0),
+                            (sx + 1 - x + radius, 1.0, 0.0),
+                            (y - sy + radius, 0.0, -1.0),
+                            (sy + 1 - y + radius, 0.0, 1.0),
+                        )
                         dist, ux, uy = min(exits)
                         x += ux * dist
                         y += uy * dist
@@ -495,5 +506,10 @@ def rasterise_map(
     if agent is not None:
         ax, ay, heading = agent
         disc(ax, ay, agent_radius, "agent")
-        disc(ax + 0.7 * agent_radius * math.cos(heading), ay + 0.7 * agent_radius * math.sin(heading), 0.4 * agent_radius, "heading")
+        disc(
+            ax + 0.7 * agent_radius * math.cos(heading),
+            ay + 0.7 * agent_radius * math.sin(heading),
+            0.4 * agent_radius,
+            "heading",
+        )
     return image

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _encoder(path: "str | None", size: int, tmp: Path):
+def _encoder(path: str | None, size: int, tmp: Path):
     import worldmodel
 
     if path:
@@ -91,7 +91,7 @@ def time_encoder_vs_env(env_id: str, encoder, n_envs: int, env_kwargs: dict, ite
     return statistics.median(enc_ms), statistics.median(step_ms)
 
 
-def main(argv: "list[str] | None" = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="wm/JacoReach-v1")
     p.add_argument("--camera", default="moving")
@@ -128,7 +128,10 @@ def main(argv: "list[str] | None" = None) -> int:
     for m in ("state", "pixels", "repr"):
         print(f"  {m:6s} {med[m]:8.1f} env steps/s")
     print(f"  repr / pixels = {result['repr_over_pixels']:.2f} (target >= 0.8)")
-    print(f"encoder forward on {args.n_envs} frames: {enc_ms:.2f} ms (median); vec env step ({args.n_envs} envs, render): {step_ms:.2f} ms")
+    print(
+        f"encoder forward on {args.n_envs} frames: {enc_ms:.2f} ms (median); "
+        f"vec env step ({args.n_envs} envs, render): {step_ms:.2f} ms"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

@@ -57,7 +57,9 @@ def _batches(model, batch_size: int, n: int, device):
     return [{k: v.to(device) for k, v in b.items()} for b in out]
 
 
-def bench_training(arch: str, batch_size: int, steps: int, warmup: int, repeats: int, profile_steps: int, device) -> dict[str, Any]:
+def bench_training(
+    arch: str, batch_size: int, steps: int, warmup: int, repeats: int, profile_steps: int, device
+) -> dict[str, Any]:
     """Step times and SVD share of one architecture."""
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -150,7 +152,7 @@ def bench_batched_svd(batch_size: int, k: int, repeats: int, device) -> dict[str
     return out
 
 
-def main(argv: "list[str] | None" = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     from worldmodel.models.niso import ARCHITECTURES
 

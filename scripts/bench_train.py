@@ -19,7 +19,7 @@ import sys
 from worldmodel.train.bench import add_bench_parser
 
 
-def main(argv: "list[str] | None" = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_train.py")
     sub = parser.add_subparsers(dest="command")
     add_bench_parser(sub)

@@ -107,7 +107,7 @@ def _samples_and_surprise(run: Path, data: Path, out_samples: Path, out_surprise
             "surprise_vs_context": curve, "surprise_scenes": m}
 
 
-def main(argv: "list[str] | None" = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", type=Path, help="run directory of `wm train gqn`")
     p.add_argument("--data", type=Path, required=True, help="the dataset it was trained on (held-out scenes are used)")

@@ -176,7 +176,7 @@ def plot(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: "list[str] | None" = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="wm_out/learnability")
     p.add_argument("--only", nargs="+", choices=("jaco", "maze"), default=None, help="run only these checks")
@@ -189,7 +189,9 @@ def main(argv: "list[str] | None" = None) -> int:
     results = [run_grid_check(c, out) if c.criterion == "normalised" else run_check(c, out) for c in checks]
     plot(results, out / "learnability.png")
     (out / "learnability.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = ["# Learnability from state", "", "| env | algo | env steps | result | verdict | minutes |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# Learnability from state", "", "| env | algo | env steps | result | verdict | minutes |", "|---|---|---|---|---|---|"
+    ]
     for r in results:
         c = r["check"]
         lines.append(f"| {c['env_id']} | {c['algo']} | {c['steps']} | {'PASS' if r['passed'] else 'FAIL'} | "

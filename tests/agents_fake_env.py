@@ -27,7 +27,9 @@ class FakeImageEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"]}
 
-    def __init__(self, obs: str = "pixels", size: int = 16, camera: str = "moving", max_steps: int = 5, channel_order: str = "last") -> None:
+    def __init__(
+        self, obs: str = "pixels", size: int = 16, camera: str = "moving", max_steps: int = 5, channel_order: str = "last"
+    ) -> None:
         self.obs_mode = check_choice("obs", obs, ("pixels", "state", "pixels+viewpoint"))
         self.camera = check_choice("camera", camera, ("fixed", "moving", "random"))
         self.size = size

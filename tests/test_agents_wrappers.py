@@ -139,7 +139,9 @@ def test_viewpoint_from_info_matches_dict_observation():
 def test_single_env_wrapper_matches_vec_wrapper():
     enc = fake.tiny_encoder(size=16)
     single = EncoderObservationWrapper(build_single_env(fake.ENV_ID, "pixels+viewpoint", {"max_steps": 4}), enc, context_views=2)
-    vec = EncoderVecEnvWrapper(DummyVecEnv([lambda: build_single_env(fake.ENV_ID, "pixels+viewpoint", {"max_steps": 4})]), enc, context_views=2)
+    vec = EncoderVecEnvWrapper(
+        DummyVecEnv([lambda: build_single_env(fake.ENV_ID, "pixels+viewpoint", {"max_steps": 4})]), enc, context_views=2
+    )
     assert single.observation_space == vec.observation_space
     vec.seed(3)
     o_v = vec.reset()

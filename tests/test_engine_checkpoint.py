@@ -50,7 +50,9 @@ def _trained(tmp_path):
 
 def test_round_trip_is_bit_exact_and_training_continues_identically(tmp_path):
     model, opt, path = _trained(tmp_path)
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors", "train_state.json", "train_state.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == [
+        "config.json", "model.safetensors", "train_state.json", "train_state.safetensors"
+    ]
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
 
     state, meta = ckpt.load_model_state(tmp_path)  # the run dir resolves to its newest checkpoint
@@ -139,11 +141,15 @@ def test_corrupted_truncated_and_missing_files_give_clear_errors(tmp_path):
 def test_prune_keeps_the_newest_and_replaces_atomically(tmp_path):
     state = {"w": torch.arange(4.0)}
     for step in (1, 2, 3, 4):
-        ckpt.save_checkpoint(tmp_path / "checkpoints" / ckpt.step_dir_name(step), state, {"learner": "x", "model": {}, "step": step})
+        ckpt.save_checkpoint(
+            tmp_path / "checkpoints" / ckpt.step_dir_name(step), state, {"learner": "x", "model": {}, "step": step}
+        )
     (tmp_path / "checkpoints" / ".tmp-step_00000005-deadbeef").mkdir()  # left by a kill mid-write
     ckpt.prune_checkpoints(tmp_path, keep=2)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_00000003", "step_00000004"]
     assert ckpt.resolve_checkpoint(tmp_path).name == "step_00000004"
     # rewriting an existing checkpoint replaces it whole
-    ckpt.save_checkpoint(tmp_path / "checkpoints" / "step_00000004", {"w": torch.ones(2)}, {"learner": "x", "model": {}, "step": 4})
+    ckpt.save_checkpoint(
+        tmp_path / "checkpoints" / "step_00000004", {"w": torch.ones(2)}, {"learner": "x", "model": {}, "step": 4}
+    )
     assert torch.equal(ckpt.load_model_state(tmp_path)[0]["w"], torch.ones(2))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 import multiprocessing as mp
 import pickle
 import warnings
+from dataclasses import asdict
 
 import gymnasium as gym
 import mujoco

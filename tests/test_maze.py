@@ -5,8 +5,8 @@ from __future__ import annotations
 import gc
 import math
 import pickle
-from functools import partial
 import warnings
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
@@ -218,7 +218,7 @@ def test_walls_are_never_crossed():
     rng = np.random.default_rng(0)
     collided = 0
     prev = u.agent_cell
-    for t in range(300):
+    for _t in range(300):
         # Long runs of "forward" (and some strafing) push the agent into walls again and again.
         a = 0 if rng.random() < 0.7 else int(rng.integers(1, 6))
         _, _, term, trunc, info = env.step(a)
@@ -295,7 +295,9 @@ def test_rendered_scene_matches_layout():
     env.reset(seed=2)
     u = env.unwrapped
     grid = u.layout.grid
-    r, c = next((r, c) for r in range(7) for c in range(6) if grid[r, c] == FREE and grid[r, c + 1] == WALL and (r, c) != u.layout.goal)
+    r, c = next(
+        (r, c) for r in range(7) for c in range(6) if grid[r, c] == FREE and grid[r, c + 1] == WALL and (r, c) != u.layout.goal
+    )
     cx, cy = u.world.to_world(*cell_centre(7, (r, c)))
     u.set_agent_pose(cx, cy, 0.0)  # half a metre from a wall: it fills the view
     img = env.render().astype(int)
@@ -309,7 +311,11 @@ def test_rendered_scene_matches_layout():
     assert img[0, 32].argmax() == 2 and img[-1, 32].argmax() == 1
     # The goal sphere (blue), seen from a free neighbour cell, 14 degrees below the horizon.
     gr, gc = u.layout.goal
-    nr, nc = next((gr + dr, gc + dc) for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0)) if 0 <= gr + dr < 7 and 0 <= gc + dc < 7 and grid[gr + dr, gc + dc] == FREE)
+    nr, nc = next(
+        (gr + dr, gc + dc)
+        for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0))
+        if 0 <= gr + dr < 7 and 0 <= gc + dc < 7 and grid[gr + dr, gc + dc] == FREE
+    )
     x, y = u.world.to_world(*cell_centre(7, (nr, nc)))
     u.set_agent_pose(x, y, math.atan2(nr - gr, gc - nc))
     patch = env.render()[42:50, 28:36].astype(int)
@@ -415,7 +421,9 @@ def test_subproc_vec_env():
     # "fork" keeps the test fast (a spawned SB3 worker imports torch); collect garbage first so
     # no child ever finalises a GL context it inherited.
     gc.collect()
-    vec = SubprocVecEnv([partial(gym.make, "envs:wm/Maze-v0", size=SMALL, obs="pixels+viewpoint") for _ in range(2)], start_method="fork")
+    vec = SubprocVecEnv(
+        [partial(gym.make, "envs:wm/Maze-v0", size=SMALL, obs="pixels+viewpoint") for _ in range(2)], start_method="fork"
+    )
     try:
         vec.seed(3)
         obs = vec.reset()
@@ -448,7 +456,7 @@ def test_maze_scene_generator():
         for col in range(7):
             assert tuple(m[r * 5 + 2, col * 5 + 2]) == MAP_COLOURS["wall" if layout[r, col] else "floor"]
     geo = GridGeometry(layout)
-    for x, y, z, yaw, pitch in a.cameras:
+    for x, y, z, _yaw, pitch in a.cameras:
         gx, gy = x + 3.5, y + 3.5
         assert layout[cell_at(7, gx, gy)] == FREE and geo.clearance(gx, gy) >= 0.2 - 1e-5
         assert z == pytest.approx(0.5) and abs(pitch) <= np.deg2rad(10.0) + 1e-6

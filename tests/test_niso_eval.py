@@ -20,7 +20,6 @@ from worldmodel.eval.niso_eval import (
 from worldmodel.models.niso import build_niso
 
 
-
 def _save(model, path):
     cfg = {f: getattr(model.config, f) for f in model.config.__dataclass_fields__}
     cfg["channels"], cfg["skips"] = list(cfg["channels"]), list(cfg["skips"])

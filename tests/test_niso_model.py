@@ -14,7 +14,6 @@ from worldmodel.models.niso import Niso, build_niso, load_niso
 from worldmodel.train.engine import Trainer, resolve_configs
 
 
-
 def _train_config(tmp, data, steps, **over):
     _, cfg = resolve_configs("niso", "tiny", {}, {
         "data": str(data), "out": str(tmp), "steps": steps, "progress": False, "eval_every": 4, "eval_batches": 1,
@@ -58,7 +57,7 @@ def test_short_training_run_lowers_the_equivariance_error():
     loader = HomographyPairLoader(HomographyPairConfig(size=16, batch_size=16))
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     model.train()
-    for step, batch in zip(range(60), loader):
+    for _step, batch in zip(range(60), loader):
         loss = model.loss(batch)["loss"]
         opt.zero_grad()
         loss.backward()

@@ -12,8 +12,8 @@ import pytest
 import envs  # noqa: F401  (sets MUJOCO_GL)
 from envs.camera import CameraPose, pose_matrix, wrap_angle
 from envs.rendering import OffscreenRenderer
-from envs.scenes import SOURCE_DEFAULTS, generate_scene, scene_rng
-from envs.scenes import rooms, shepard_metzler as sm
+from envs.scenes import SOURCE_DEFAULTS, generate_scene, rooms, scene_rng
+from envs.scenes import shepard_metzler as sm
 from envs.scenes.canvas import MAX_CANVASES, close_canvases, open_canvas_count
 from envs.scenes.mjcf import SHAPE_SPECS, SHAPES, yaw_quaternion
 

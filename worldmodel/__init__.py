@@ -9,7 +9,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from worldmodel.encoders import FrozenEncoder
 
 
-def load_encoder(path: str, device: "str | None" = None, **kwargs: Any) -> "FrozenEncoder":
+def load_encoder(path: str, device: str | None = None, **kwargs: Any) -> FrozenEncoder:
     """Load a trained learner's checkpoint as a :class:`worldmodel.encoders.FrozenEncoder`."""
     from worldmodel.encoders import load_encoder as _load
 

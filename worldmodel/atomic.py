@@ -20,7 +20,7 @@ def _current_umask() -> int:
     return mask
 
 
-def fsync_dir(path: "str | os.PathLike[str]") -> None:
+def fsync_dir(path: str | os.PathLike[str]) -> None:
     """Flush a directory entry to disk (no-op where directories cannot be opened)."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -34,13 +34,13 @@ def fsync_dir(path: "str | os.PathLike[str]") -> None:
         os.close(fd)
 
 
-def fsync_file(path: "str | os.PathLike[str]") -> None:
+def fsync_file(path: str | os.PathLike[str]) -> None:
     """Flush a file's content to disk."""
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
 
 
-def atomic_write_bytes(path: "str | os.PathLike[str]", data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,17 +60,17 @@ def atomic_write_bytes(path: "str | os.PathLike[str]", data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def atomic_write_text(path: "str | os.PathLike[str]", text: str) -> None:
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: "str | os.PathLike[str]", obj: Any) -> None:
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
 
 
-def file_sha256(path: "str | os.PathLike[str]") -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a file."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -29,8 +29,9 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -129,7 +130,7 @@ def _save_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
     fsync_file(path)
 
 
-def load_tensors(path: "str | os.PathLike[str]", device: "str | torch.device" = "cpu") -> dict[str, torch.Tensor]:
+def load_tensors(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Read a safetensors file; raises :class:`CheckpointError` if it is truncated or corrupted."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -165,11 +166,14 @@ def _verify(directory: Path, config: Mapping[str, Any], name: str) -> None:
     size = path.stat().st_size
     if size != record["bytes"]:
         raise CheckpointError(
-            f"{path}: size {size} bytes differs from the {record['bytes']} recorded in {CONFIG_FILE}: the file is truncated or was replaced"
+            f"{path}: size {size} bytes differs from the {record['bytes']} recorded in {CONFIG_FILE}: "
+            "the file is truncated or was replaced"
         )
     digest = file_sha256(path)
     if digest != record["sha256"]:
-        raise CheckpointError(f"{path}: SHA-256 {digest[:12]}... differs from the one recorded in {CONFIG_FILE}: the file is corrupted")
+        raise CheckpointError(
+            f"{path}: SHA-256 {digest[:12]}... differs from the one recorded in {CONFIG_FILE}: the file is corrupted"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,7 +185,7 @@ def step_dir_name(step: int) -> str:
     return f"step_{int(step):08d}"
 
 
-def list_checkpoints(run_or_dir: "str | os.PathLike[str]") -> list[Path]:
+def list_checkpoints(run_or_dir: str | os.PathLike[str]) -> list[Path]:
     """Complete checkpoints of a run (or of a ``checkpoints`` folder), oldest first."""
     root = Path(run_or_dir)
     if (root / CHECKPOINTS_DIR).is_dir():
@@ -196,7 +200,7 @@ def list_checkpoints(run_or_dir: "str | os.PathLike[str]") -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def resolve_checkpoint(path: "str | os.PathLike[str]") -> Path:
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     """The checkpoint directory that ``path`` names.
 
     ``path`` may be a checkpoint directory, its ``config.json`` or ``model.safetensors``, a run
@@ -217,7 +221,7 @@ def resolve_checkpoint(path: "str | os.PathLike[str]") -> Path:
     return found[-1]
 
 
-def read_checkpoint_config(path: "str | os.PathLike[str]") -> dict[str, Any]:
+def read_checkpoint_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``config.json`` of a checkpoint (see :func:`resolve_checkpoint` for accepted paths).
 
     The returned dict has at least ``format``, ``version``, ``learner``, ``model`` (the model
@@ -245,10 +249,10 @@ def read_checkpoint_config(path: "str | os.PathLike[str]") -> dict[str, Any]:
 
 
 def save_checkpoint(
-    directory: "str | os.PathLike[str]",
+    directory: str | os.PathLike[str],
     model_state: Mapping[str, torch.Tensor],
     config: Mapping[str, Any],
-    train_state: "Mapping[str, Any] | None" = None,
+    train_state: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically and return its path.
 
@@ -299,7 +303,7 @@ def save_checkpoint(
 
 
 def load_model_state(
-    path: "str | os.PathLike[str]", device: "str | torch.device" = "cpu", verify: bool = True
+    path: str | os.PathLike[str], device: str | torch.device = "cpu", verify: bool = True
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(state_dict, config)`` of a checkpoint; checks sizes and digests unless ``verify=False``."""
     config = read_checkpoint_config(path)
@@ -309,7 +313,7 @@ def load_model_state(
     return load_tensors(directory / MODEL_FILE, device=device), config
 
 
-def load_train_state(path: "str | os.PathLike[str]", verify: bool = True) -> dict[str, Any]:
+def load_train_state(path: str | os.PathLike[str], verify: bool = True) -> dict[str, Any]:
     """The nested resume state saved with a checkpoint (tensors on the CPU)."""
     config = read_checkpoint_config(path)
     directory = Path(config["checkpoint_dir"])
@@ -322,7 +326,7 @@ def load_train_state(path: "str | os.PathLike[str]", verify: bool = True) -> dic
     return unpack_state(_read_json(directory / TRAIN_JSON_FILE), tensors)
 
 
-def prune_checkpoints(run_or_dir: "str | os.PathLike[str]", keep: int) -> None:
+def prune_checkpoints(run_or_dir: str | os.PathLike[str], keep: int) -> None:
     """Delete all but the newest ``keep`` complete checkpoints (and leftover temp dirs)."""
     root = Path(run_or_dir)
     if (root / CHECKPOINTS_DIR).is_dir():

@@ -60,9 +60,9 @@ class FrozenEncoder(nn.Module):
         image_size: int,
         name: str = "encoder",
         uses_viewpoint: bool = True,
-        device: "str | torch.device | None" = None,
+        device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
-        metadata: "dict[str, Any] | None" = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if device is not None:
@@ -87,11 +87,11 @@ class FrozenEncoder(nn.Module):
             return b.device
         return torch.device("cpu")
 
-    def train(self, mode: bool = True) -> "FrozenEncoder":
+    def train(self, mode: bool = True) -> FrozenEncoder:
         """A frozen encoder stays in eval mode whatever is asked."""
         return super().train(False)
 
-    def _frames(self, frames: "np.ndarray | torch.Tensor") -> torch.Tensor:
+    def _frames(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = torch.as_tensor(frames).to(self.device, non_blocking=True)
         if x.ndim != 4:
             raise ValueError(f"frames must be a batch [B,H,W,3] (uint8) or [B,3,H,W] (float), got shape {tuple(x.shape)}")
@@ -113,7 +113,7 @@ class FrozenEncoder(nn.Module):
             )
         return x.contiguous()
 
-    def _viewpoints(self, viewpoints: "np.ndarray | torch.Tensor | None", batch: int) -> torch.Tensor:
+    def _viewpoints(self, viewpoints: np.ndarray | torch.Tensor | None, batch: int) -> torch.Tensor:
         if viewpoints is None:
             if self.uses_viewpoint:
                 raise ValueError(f"the {self.name} encoder needs viewpoints [B,5] or [B,7]")
@@ -126,7 +126,7 @@ class FrozenEncoder(nn.Module):
         return v.to(self.dtype)
 
     @torch.inference_mode()
-    def encode(self, frames: "np.ndarray | torch.Tensor", viewpoints: "np.ndarray | torch.Tensor | None" = None) -> torch.Tensor:
+    def encode(self, frames: np.ndarray | torch.Tensor, viewpoints: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
         """Features float32 ``[B, feature_dim]`` on the encoder's device."""
         x = self._frames(frames)
         v = self._viewpoints(viewpoints, x.shape[0])
@@ -151,7 +151,7 @@ ENCODER_LOADERS: dict[str, str] = {
 }
 
 
-def load_encoder(path: str, device: "str | None" = None, **kwargs: Any) -> FrozenEncoder:
+def load_encoder(path: str, device: str | None = None, **kwargs: Any) -> FrozenEncoder:
     """Load a checkpoint directory (``model.safetensors`` + ``config.json``) as a frozen encoder.
 
     The learner is read from ``config.json`` (key ``"learner"``); never unpickles.

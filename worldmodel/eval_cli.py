@@ -21,7 +21,7 @@ from typing import Any
 FEATURE_CHOICES = ("auto", "latent", "gram", "grid")
 
 
-def _label_and_path(arg: str) -> tuple["str | None", str]:
+def _label_and_path(arg: str) -> tuple[str | None, str]:
     if "=" in arg and not Path(arg).exists():
         name, _, path = arg.partition("=")
         return name, path
@@ -45,7 +45,7 @@ def _load(arg: str, device: str):
     return name or _default_label(config), model, config
 
 
-def _write(out: "str | None", result: dict[str, Any]) -> None:
+def _write(out: str | None, result: dict[str, Any]) -> None:
     text = json.dumps(result, indent=2)
     if out:
         from worldmodel.atomic import atomic_write_text
@@ -141,7 +141,8 @@ def _common(p: argparse.ArgumentParser, source: bool = True) -> None:
     p.add_argument("--out", default=None, help="write the results as JSON to this file (default: print them)")
     if source:
         p.add_argument("--source", default="digits",
-                       help="'digits' (scikit-learn's digits, offline stand-in for homNIST) or an MNIST IDX directory (default: digits)")
+                       help="'digits' (scikit-learn's digits, offline stand-in for homNIST) "
+                            "or an MNIST IDX directory (default: digits)")
 
 
 def _head_options(p: argparse.ArgumentParser, steps: int) -> None:
@@ -179,7 +180,8 @@ def add_commands(subparsers: Any) -> None:
     p = sub.add_parser("pose", help="camera pose from vec(tau) per frame skip vs an autoencoder-feature baseline",
                        description="Regress the relative camera transform of view pairs (frame skips 0..9) of a scene "
                                    "dataset from vec(tau) of a NISO checkpoint and from the features of baseline checkpoints; "
-                                   "report the ATE (RMSE of the relative translation) and rotation error per skip on held-out scenes.")
+                                   "report the ATE (RMSE of the relative translation) and rotation error per skip "
+                                   "on held-out scenes.")
     p.add_argument("--niso", required=True, metavar="[NAME=]CKPT", help="NISO checkpoint (mode niso) trained on the scenes")
     p.add_argument("--baseline", action="append", metavar="[NAME=]CKPT",
                    help="baseline checkpoint(s), e.g. a NISO trained with --mode autoencoder (repeatable)")

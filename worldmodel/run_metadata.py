@@ -16,9 +16,10 @@ import platform
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 RUN_FILE = "run.json"
 
@@ -37,7 +38,7 @@ DEFAULT_PACKAGES: tuple[str, ...] = (
 )
 
 
-def package_versions(packages: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, "str | None"]:
+def package_versions(packages: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, str | None]:
     """Installed version of each distribution (``None`` when not installed)."""
     out: dict[str, str | None] = {}
     for name in packages:
@@ -48,7 +49,7 @@ def package_versions(packages: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, "s
     return out
 
 
-def git_revision(path: "str | os.PathLike[str] | None" = None) -> dict[str, Any]:
+def git_revision(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """``{"commit": sha or None, "dirty": bool or None}`` of the source tree holding ``path``."""
     cwd = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
@@ -96,7 +97,7 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def collect_run_metadata(config: Any, seed: int, extra: "Mapping[str, Any] | None" = None) -> dict[str, Any]:
+def collect_run_metadata(config: Any, seed: int, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The dict written by :func:`write_run_metadata`."""
     return {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -112,7 +113,7 @@ def collect_run_metadata(config: Any, seed: int, extra: "Mapping[str, Any] | Non
 
 
 def write_run_metadata(
-    run_dir: "str | os.PathLike[str]", config: Any, seed: int, extra: "Mapping[str, Any] | None" = None,
+    run_dir: str | os.PathLike[str], config: Any, seed: int, extra: Mapping[str, Any] | None = None,
     filename: str = RUN_FILE,
 ) -> Path:
     """Write ``run.json`` (resolved config, seed, versions, command, git, host) atomically.
@@ -131,7 +132,7 @@ def write_run_metadata(
     return path
 
 
-def read_run_metadata(run_dir: "str | os.PathLike[str]", filename: str = RUN_FILE) -> dict[str, Any]:
+def read_run_metadata(run_dir: str | os.PathLike[str], filename: str = RUN_FILE) -> dict[str, Any]:
     """Read back ``run.json``; raises ``FileNotFoundError`` / ``ValueError`` with the path."""
     path = Path(run_dir) / filename
     if not path.is_file():

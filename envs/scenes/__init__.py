@@ -13,8 +13,9 @@ collector (``worldmodel.data``) calls them through :func:`generate_scene`. Sourc
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -19,7 +19,7 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from envs.rendering import OffscreenRenderer, configure_gl_backend
 #: Most canvases one thread keeps open at a time.
 MAX_CANVASES = 4
 
-_LIVE: "weakref.WeakSet[Canvas]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[Canvas] = weakref.WeakSet()
 _LOCAL = threading.local()
 # Canvases inherited through fork(): their GL contexts belong to the parent process, so the
 # child must neither use nor close them; they are only kept referenced here.
@@ -80,7 +80,7 @@ class Canvas:
         _LIVE.discard(self)
 
 
-def _cache() -> "OrderedDict[tuple[str, int], Canvas]":
+def _cache() -> OrderedDict[tuple[str, int], Canvas]:
     pid = os.getpid()
     if getattr(_LOCAL, "pid", None) != pid:
         old = getattr(_LOCAL, "cache", None)

@@ -31,7 +31,16 @@ import numpy as np
 from envs.camera import CameraPose
 from envs.domain import DOMAINS, Domain, add_camera_noise, random_domain, resolve_domain
 from envs.maze import CELL, COLOUR_MODES, ENV_ID, MazeWorld
-from envs.maze_layout import GRID_SIZE, GridGeometry, MazeAppearance, cell_at, cell_centre, generate_maze, rasterise_map, shortest_path
+from envs.maze_layout import (
+    GRID_SIZE,
+    GridGeometry,
+    MazeAppearance,
+    cell_at,
+    cell_centre,
+    generate_maze,
+    rasterise_map,
+    shortest_path,
+)
 from envs.rendering import OffscreenRenderer
 from envs.scenes import SceneRecord, scene_rng
 from envs.spaces import check_choice
@@ -63,7 +72,9 @@ def _world_and_renderer(size: int) -> tuple[MazeWorld, OffscreenRenderer]:
     return _CACHE[key]
 
 
-def generate(seed: int, index: int, views: int, size: int, camera: str = "random", domain: str | Domain = "sim", **opts: Any) -> SceneRecord:
+def generate(
+    seed: int, index: int, views: int, size: int, camera: str = "random", domain: str | Domain = "sim", **opts: Any
+) -> SceneRecord:
     """Scene ``index`` of a maze dataset with base ``seed`` (see the module doc).
 
     Options (``opts``): ``eye_height``, ``pitch_range``, ``clearance``, ``step``, ``turn_rate``,
@@ -88,7 +99,9 @@ def generate(seed: int, index: int, views: int, size: int, camera: str = "random
     fixed = resolve_domain(domain)
     dom = fixed if fixed is not None else random_domain(rng)
     colours = o["colours"] or ("maze" if dom == DOMAINS["sim"] else "domain")
-    appearance = layout.appearance if colours == "maze" else MazeAppearance(dom.wall_rgb, dom.floor_rgb, "none", dom.floor_texture)
+    appearance = (
+        layout.appearance if colours == "maze" else MazeAppearance(dom.wall_rgb, dom.floor_rgb, "none", dom.floor_texture)
+    )
 
     geometry = GridGeometry(layout.grid)
     radius = o["clearance"] / CELL
@@ -129,7 +142,9 @@ def generate(seed: int, index: int, views: int, size: int, camera: str = "random
     return SceneRecord(frames=frames, cameras=cameras, metadata=metadata, extras=extras)
 
 
-def _random_poses(layout, geometry: GridGeometry, rng: np.random.Generator, views: int, radius: float, o: dict) -> list[tuple[float, float, float, float]]:
+def _random_poses(
+    layout, geometry: GridGeometry, rng: np.random.Generator, views: int, radius: float, o: dict
+) -> list[tuple[float, float, float, float]]:
     """GQN-style: independent random poses inside free cells."""
     free = layout.free_cells()
     poses = []
@@ -140,7 +155,9 @@ def _random_poses(layout, geometry: GridGeometry, rng: np.random.Generator, view
     return poses
 
 
-def _trajectory_poses(layout, geometry: GridGeometry, rng: np.random.Generator, views: int, radius: float, o: dict) -> list[tuple[float, float, float, float]]:
+def _trajectory_poses(
+    layout, geometry: GridGeometry, rng: np.random.Generator, views: int, radius: float, o: dict
+) -> list[tuple[float, float, float, float]]:
     """A smooth walk: follow shortest paths to random target cells at bounded speed and turn rate."""
     free = layout.free_cells()
     n = layout.size

@@ -30,7 +30,7 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def parse_options(pairs: "list[str] | None") -> dict[str, Any]:
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     """``["n_objects=2", "camera=free"]`` -> ``{"n_objects": 2, "camera": "free"}`` (JSON values when they parse)."""
     out: dict[str, Any] = {}
     for pair in pairs or []:
@@ -181,7 +181,7 @@ def _sources(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
-def add_commands(subparsers: "argparse._SubParsersAction") -> None:
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``wm data ...`` on the ``wm`` parser."""
     from envs.camera import VIEWPOINT_ORDERS
     from envs.scenes import SCENE_SOURCES
@@ -256,7 +256,7 @@ def add_commands(subparsers: "argparse._SubParsersAction") -> None:
     p.set_defaults(handler=_sources)
 
 
-def main(argv: "list[str] | None" = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the ``data`` commands standalone: ``python -m worldmodel.data.cli collect ...``."""
     from worldmodel.data.format import DatasetError
 

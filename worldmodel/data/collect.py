@@ -45,15 +45,15 @@ class CollectConfig:
     """Total number of scenes of the dataset (all shard parts together)."""
     out: str
     """Dataset directory to create or resume."""
-    views: "int | None" = None
+    views: int | None = None
     """Views per scene; ``None``: the source's GQN default (``envs.scenes.SOURCE_DEFAULTS``)."""
-    size: "int | None" = None
+    size: int | None = None
     """Image height = width in pixels; ``None``: the source's default."""
     seed: int = 0
     """Base seed; scene ``i`` is drawn from ``(seed, i)``."""
-    shard_size: "int | None" = None
+    shard_size: int | None = None
     """Scenes per shard (= work unit); ``None``: :func:`default_shard_size`."""
-    shard: "str | None" = None
+    shard: str | None = None
     """``"i/n"``: write only the units ``u`` with ``u % n == i`` (one part of a sharded run)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Source-specific generator options (``camera``, ``domain``, ``parts``, ...)."""
@@ -70,7 +70,7 @@ def default_shard_size(scenes: int, views: int, size: int) -> int:
     return int(min(by_bytes, by_units))
 
 
-def parse_shard_spec(spec: "str | None") -> tuple[int, int]:
+def parse_shard_spec(spec: str | None) -> tuple[int, int]:
     """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``; ``None`` -> ``(0, 1)``."""
     if spec is None:
         return 0, 1

@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +87,7 @@ def npy_header(shape: Iterable[int], dtype: np.dtype) -> bytes:
     """A version-1.0 ``.npy`` header of exactly ``NPY_HEADER_BYTES`` bytes (C order)."""
     dtype = np.dtype(dtype)
     shape = tuple(int(s) for s in shape)
-    body = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (np.lib.format.dtype_to_descr(dtype), shape)
+    body = f"{{'descr': {np.lib.format.dtype_to_descr(dtype)!r}, 'fortran_order': False, 'shape': {shape!r}, }}"
     prefix = b"\x93NUMPY\x01\x00"
     room = NPY_HEADER_BYTES - len(prefix) - 2 - 1  # 2: header-length field, 1: final newline
     if len(body) > room:
@@ -124,7 +125,7 @@ def manifest_path(root: Path) -> Path:
     return Path(root) / MANIFEST_NAME
 
 
-def read_manifest(root: "str | Path") -> dict[str, Any]:
+def read_manifest(root: str | Path) -> dict[str, Any]:
     """Load and validate the manifest of ``root`` (format, version, required keys, counts).
 
     Raises :class:`DatasetError` naming the manifest file for anything wrong.
@@ -178,7 +179,7 @@ def read_manifest(root: "str | Path") -> dict[str, Any]:
     return manifest
 
 
-def write_manifest(root: "str | Path", manifest: dict[str, Any]) -> None:
+def write_manifest(root: str | Path, manifest: dict[str, Any]) -> None:
     """Atomically (re)write the manifest, recomputing ``scenes``, ``bytes`` and ``complete``.
 
     A dataset is complete when all ``units_planned`` shards are listed. Datasets with
@@ -216,7 +217,7 @@ def describe_progress(manifest: dict[str, Any]) -> str:
     return f"{scenes}, {len(manifest['shards'])} of {manifest['units_planned']} shards"
 
 
-def file_entry(root: Path, rel: str, shape: "tuple[int, ...] | None" = None, dtype: "str | None" = None) -> dict[str, Any]:
+def file_entry(root: Path, rel: str, shape: tuple[int, ...] | None = None, dtype: str | None = None) -> dict[str, Any]:
     """Manifest entry (path, bytes, sha256, and shape/dtype for arrays) of a finished file."""
     full = Path(root) / rel
     entry: dict[str, Any] = {"path": rel, "bytes": full.stat().st_size, "sha256": sha256_file(full)}

@@ -67,7 +67,7 @@ class ImportConfig:
     """Show a progress bar."""
 
 
-def find_tfrecords(src: "str | Path", dataset: str, split: str = "train") -> tuple[Path, list[Path]]:
+def find_tfrecords(src: str | Path, dataset: str, split: str = "train") -> tuple[Path, list[Path]]:
     """``(base directory, sorted .tfrecord files)`` for an import source."""
     src = Path(src)
     if src.is_file():

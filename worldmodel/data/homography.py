@@ -21,9 +21,9 @@ from __future__ import annotations
 import functools
 import gzip
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ SL3_BASIS: torch.Tensor = _sl3_basis()
 
 
 def sample_coefficients(
-    n: int, generator: "torch.Generator | None" = None, sigmas: tuple[float, ...] = HOMOGRAPHY_SIGMAS, scale: float = 1.0
+    n: int, generator: torch.Generator | None = None, sigmas: tuple[float, ...] = HOMOGRAPHY_SIGMAS, scale: float = 1.0
 ) -> torch.Tensor:
     """``[n, 8]`` float64 coefficients ``c_i ~ N(0, (scale * s_i)^2)``."""
     if len(sigmas) != SL3_BASIS.shape[0]:
@@ -77,7 +77,7 @@ def homography_matrices(coefficients: torch.Tensor) -> torch.Tensor:
 
 
 def sample_homographies(
-    n: int, generator: "torch.Generator | None" = None, sigmas: tuple[float, ...] = HOMOGRAPHY_SIGMAS, scale: float = 1.0
+    n: int, generator: torch.Generator | None = None, sigmas: tuple[float, ...] = HOMOGRAPHY_SIGMAS, scale: float = 1.0
 ) -> torch.Tensor:
     """``n`` random homNIST homographies ``[n, 3, 3]`` (float64)."""
     return homography_matrices(sample_coefficients(n, generator, sigmas, scale))
@@ -111,7 +111,7 @@ def warp(images: torch.Tensor, homographies: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- sources
 
 
-def read_idx(path: "str | Path") -> np.ndarray:
+def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (MNIST's format; ``.gz`` allowed) into a numpy array.
 
     Header: two zero bytes, a type code (``0x08`` uint8, ``0x09`` int8, ``0x0B`` int16,
@@ -144,7 +144,7 @@ def _find_idx(root: Path, stem: str) -> Path:
     raise FileNotFoundError(f"{root}: no {stem}[.gz] (an MNIST directory holds train-/t10k- images and labels IDX files)")
 
 
-def load_mnist(root: "str | Path", split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+def load_mnist(root: str | Path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """Real MNIST from IDX files in ``root``: (uint8 ``[n, 28, 28]``, int64 labels ``[n]``)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(map(repr, SPLITS))}")
@@ -257,12 +257,12 @@ class HomographyPairLoader:
     Each batch is a dict of CPU tensors in the pair-loader layout of the data contract:
     ``frame_a``, ``frame_b`` uint8 ``[B, H, W, C]``, plus ``homography`` float32 ``[B, 3, 3]``
     (``frame_b(p) = frame_a'(H p)`` where ``frame_a'`` is the clean digit), ``label`` and
-    ``index`` (the digit's position in its split) int64 ``[B]``. An epoch visits every digit once (last partial batch dropped). Under
-    ``torch.distributed`` (or with ``rank``/``world_size`` given) each rank takes a disjoint
+    ``index`` (the digit's position in its split) int64 ``[B]``. An epoch visits every digit once (last partial batch dropped).
+    Under ``torch.distributed`` (or with ``rank``/``world_size`` given) each rank takes a disjoint
     share of every epoch's permutation.
     """
 
-    def __init__(self, config: HomographyPairConfig, rank: "int | None" = None, world_size: "int | None" = None) -> None:
+    def __init__(self, config: HomographyPairConfig, rank: int | None = None, world_size: int | None = None) -> None:
         if config.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {config.channels}")
         if config.batch_size < 1:
@@ -277,7 +277,9 @@ class HomographyPairLoader:
         self.rank, self.world_size = int(rank), int(world_size)
         self.epoch = 0
         if len(self) == 0:
-            raise ValueError(f"{len(self.labels)} digits are too few for batch_size {config.batch_size} x {self.world_size} ranks")
+            raise ValueError(
+                f"{len(self.labels)} digits are too few for batch_size {config.batch_size} x {self.world_size} ranks"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch (reshuffles and redraws the homographies deterministically)."""
@@ -324,7 +326,7 @@ def _to_uint8_hwc(x: torch.Tensor, channels: int) -> torch.Tensor:
     return x.expand(-1, -1, -1, channels).contiguous() if channels != x.shape[-1] else x.contiguous()
 
 
-def is_digit_source(data: "str | Path | None") -> bool:
+def is_digit_source(data: str | Path | None) -> bool:
     """True if ``data`` names homography digits: ``"digits"`` or a directory with MNIST IDX files."""
     if data is None or str(data) == "":
         return False
@@ -341,7 +343,7 @@ def is_digit_source(data: "str | Path | None") -> bool:
 
 
 def homography_run_data(
-    data: str, batch_per_rank: int, seed: int, size: "int | None" = None, sigma_scale: float = 1.0,
+    data: str, batch_per_rank: int, seed: int, size: int | None = None, sigma_scale: float = 1.0,
     channels: int = 1, with_val: bool = True,
 ):
     """Train/validation loaders of homography pairs for the training engine.

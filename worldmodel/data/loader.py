@@ -17,8 +17,9 @@ are split across ranks with ``torch.utils.data.DistributedSampler`` (disjoint pe
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ GQN_CONTEXT_DEFAULTS: dict[str, int] = {"jaco": 7, "maze": 20, "rooms": 5, "shep
 MAX_SKIP = 9
 
 
-def _open(data: "str | Path | SceneDataset") -> SceneDataset:
+def _open(data: str | Path | SceneDataset) -> SceneDataset:
     return data if isinstance(data, SceneDataset) else SceneDataset(data)
 
 
@@ -72,8 +73,8 @@ class SceneBatchSampler(Sampler[list[tuple]]):
         shuffle: bool = True,
         seed: int = 0,
         drop_last: bool = True,
-        num_replicas: "int | None" = None,
-        rank: "int | None" = None,
+        num_replicas: int | None = None,
+        rank: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -86,7 +87,7 @@ class SceneBatchSampler(Sampler[list[tuple]]):
         self.drop_last = bool(drop_last)
         self.epoch = 0
         self.rank = 0 if rank is None else int(rank)
-        self.scene_sampler: "DistributedSampler | None" = None
+        self.scene_sampler: DistributedSampler | None = None
         if num_replicas is not None:
             self.scene_sampler = DistributedSampler(
                 range(self.num_scenes), num_replicas=num_replicas, rank=self.rank,
@@ -239,7 +240,7 @@ class SceneLoader(DataLoader):
         return self.sampler
 
 
-def _ranks(distributed: bool, num_replicas: "int | None", rank: "int | None") -> tuple["int | None", "int | None"]:
+def _ranks(distributed: bool, num_replicas: int | None, rank: int | None) -> tuple[int | None, int | None]:
     import torch.distributed as dist
 
     if num_replicas is not None or rank is not None:
@@ -267,17 +268,17 @@ def _loader(
 
 
 def make_gqn_loader(
-    data: "str | Path | SceneDataset",
+    data: str | Path | SceneDataset,
     batch_size: int,
-    max_context: "int | None" = None,
+    max_context: int | None = None,
     seed: int = 0,
     num_workers: int = 0,
     shuffle: bool = True,
     distributed: bool = False,
     drop_last: bool = True,
-    views_per_scene: "int | None" = None,
-    num_replicas: "int | None" = None,
-    rank: "int | None" = None,
+    views_per_scene: int | None = None,
+    num_replicas: int | None = None,
+    rank: int | None = None,
     pin_memory: bool = False,
     **loader_kwargs: Any,
 ) -> SceneLoader:
@@ -318,7 +319,7 @@ def make_gqn_loader(
 
 
 def make_pair_loader(
-    data: "str | Path | SceneDataset",
+    data: str | Path | SceneDataset,
     batch_size: int,
     skips: tuple[int, int] = (1, 3),
     seed: int = 0,
@@ -326,9 +327,9 @@ def make_pair_loader(
     shuffle: bool = True,
     distributed: bool = False,
     drop_last: bool = True,
-    views_per_scene: "int | None" = None,
-    num_replicas: "int | None" = None,
-    rank: "int | None" = None,
+    views_per_scene: int | None = None,
+    num_replicas: int | None = None,
+    rank: int | None = None,
     pin_memory: bool = False,
     **loader_kwargs: Any,
 ) -> SceneLoader:

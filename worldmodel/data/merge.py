@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from worldmodel.data.format import DatasetError, check_file, describe_progress, manifest_path, read_manifest
 from worldmodel.data.writer import DatasetWriter
@@ -35,7 +36,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def merge_datasets(
-    parts: Sequence["str | Path"], out: "str | Path", verify_checksums: bool = True, progress: bool = True
+    parts: Sequence[str | Path], out: str | Path, verify_checksums: bool = True, progress: bool = True
 ) -> dict[str, Any]:
     """Merge the parts of a sharded collection into ``out``; returns the merged manifest.
 

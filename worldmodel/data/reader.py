@@ -14,8 +14,9 @@ from __future__ import annotations
 import bisect
 import json
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ class SceneDataset:
 
     def __init__(
         self,
-        root: "str | Path",
+        root: str | Path,
         verify_checksums: bool = False,
         allow_incomplete: bool = False,
         max_open_shards: int = 64,
@@ -68,7 +69,7 @@ class SceneDataset:
             self._check_shard(shard, verify_checksums)
         self._starts = np.cumsum([0] + [int(s["count"]) for s in self._shards]).tolist()
         self.max_open_shards = int(max_open_shards)
-        self._maps: "OrderedDict[int, dict[str, np.ndarray]]" = OrderedDict()
+        self._maps: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
         self._meta: dict[int, list[dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ validation
@@ -140,7 +141,7 @@ class SceneDataset:
             "index": int(self._shards[pos].get("first_index", self._starts[pos])) + row,
         }
 
-    def read_views(self, i: int, views: "Sequence[int] | np.ndarray") -> tuple[np.ndarray, np.ndarray]:
+    def read_views(self, i: int, views: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Only the chosen views of scene ``i``: ``(frames [k,H,W,3], cameras [k,5])``.
 
         Reads just those views from disk (a 300-view maze scene need not be read whole).

@@ -15,7 +15,7 @@ from worldmodel.data.reader import SceneDataset
 
 
 def show_dataset(
-    root: "str | Path", out: "str | Path", scenes: int = 4, views: int = 8, start: int = 0, dpi: int = 100
+    root: str | Path, out: str | Path, scenes: int = 4, views: int = 8, start: int = 0, dpi: int = 100
 ) -> Path:
     """Draw ``scenes`` scenes (from ``start``) with up to ``views`` views each into the PNG ``out``."""
     import matplotlib

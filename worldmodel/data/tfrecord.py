@@ -19,8 +19,8 @@ when speed matters more than detecting corrupt downloads. Never imports torch.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -52,7 +52,7 @@ def crc32c_python(data: bytes, crc: int = 0) -> int:
     return c ^ 0xFFFFFFFF
 
 
-def _fast_crc32c() -> "tuple[Callable[[bytes], int], str] | None":
+def _fast_crc32c() -> tuple[Callable[[bytes], int], str] | None:
     try:
         import google_crc32c  # type: ignore[import-not-found]
 
@@ -80,7 +80,7 @@ def masked_crc32c(data: bytes) -> int:
     return (((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
-def iter_records(path: "str | Path", check_crc: bool = True) -> Iterator[bytes]:
+def iter_records(path: str | Path, check_crc: bool = True) -> Iterator[bytes]:
     """Yield the payloads of the records of a TFRecord file (uncompressed).
 
     Raises :class:`DatasetError` naming the file and byte offset on a truncated record or a
@@ -130,7 +130,7 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
             raise ValueError("varint too long")
 
 
-def _fields(buf: memoryview) -> Iterator[tuple[int, int, "int | memoryview"]]:
+def _fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
     """Yield ``(field number, wire type, value)``; LEN values are memoryview slices."""
     pos, end = 0, len(buf)
     while pos < end:
@@ -152,7 +152,7 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int, "int | memoryview"]]:
         yield number, wire, value
 
 
-def _feature(buf: memoryview) -> "list[bytes] | np.ndarray":
+def _feature(buf: memoryview) -> list[bytes] | np.ndarray:
     for number, wire, value in _fields(buf):
         if wire != _LEN:
             continue
@@ -180,7 +180,7 @@ def _feature(buf: memoryview) -> "list[bytes] | np.ndarray":
     return []  # an empty Feature (no kind set)
 
 
-def parse_example(data: bytes) -> dict[str, "list[bytes] | np.ndarray"]:
+def parse_example(data: bytes) -> dict[str, list[bytes] | np.ndarray]:
     """Decode a serialized ``tf.train.Example`` into ``{name: list of bytes | float32/int64 array}``."""
     out: dict[str, list[bytes] | np.ndarray] = {}
     buf = memoryview(data)

@@ -9,14 +9,15 @@ key gets a 7-d viewpoint twin computed with :func:`worldmodel.encoders.viewpoint
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
 from worldmodel.encoders import viewpoint7_torch
 
 
-def viewpoint_key(camera_key: str) -> "str | None":
+def viewpoint_key(camera_key: str) -> str | None:
     """Name of the 7-d viewpoint key derived from a camera key, or ``None`` if not a camera key."""
     if "camera" not in camera_key:
         return None
@@ -30,7 +31,7 @@ def is_image(value: Any) -> bool:
 
 def to_device(
     batch: Mapping[str, Any],
-    device: "str | torch.device",
+    device: str | torch.device,
     dtype: torch.dtype = torch.float32,
     channels_last: bool = False,
     viewpoint_order: str = "ports",

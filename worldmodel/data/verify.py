@@ -44,7 +44,7 @@ class VerifyReport:
         return not self.problems
 
 
-def verify_dataset(root: "str | Path", checksums: bool = True, progress: bool = False) -> VerifyReport:
+def verify_dataset(root: str | Path, checksums: bool = True, progress: bool = False) -> VerifyReport:
     """Check every listed file of dataset ``root``; never raises for a bad dataset.
 
     Args:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import multiprocessing as mp
 import signal
 import sys
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any, Callable, Sequence
+from typing import Any
 
 #: Called once per finished scene in the current process (progress); see :func:`report_scene`.
-_ON_SCENE: "Callable[[], None] | None" = None
+_ON_SCENE: Callable[[], None] | None = None
 
 
 def report_scene() -> None:

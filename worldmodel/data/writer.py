@@ -20,8 +20,9 @@ import fcntl
 import json
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -115,7 +116,7 @@ class ShardWriter:
         first_index: global index of the shard's first scene.
     """
 
-    def __init__(self, root: "str | Path", unit: int, first_index: int) -> None:
+    def __init__(self, root: str | Path, unit: int, first_index: int) -> None:
         self.root = Path(root)
         self.unit = int(unit)
         self.first_index = int(first_index)
@@ -204,7 +205,7 @@ class DatasetWriter:
             ``header["collection"]``; otherwise an existing dataset is an error.
     """
 
-    def __init__(self, root: "str | Path", header: dict[str, Any], resume: bool = True) -> None:
+    def __init__(self, root: str | Path, header: dict[str, Any], resume: bool = True) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_fh = open(self.root / LOCK_NAME, "a+")
@@ -302,7 +303,7 @@ class DatasetWriter:
             fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
             self._lock_fh.close()
 
-    def __enter__(self) -> "DatasetWriter":
+    def __enter__(self) -> DatasetWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -316,12 +317,12 @@ def _describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 def write_scenes(
-    root: "str | Path",
+    root: str | Path,
     records: Iterable[SceneRecord],
     shard_size: int,
     source: str = "synthetic",
-    scenes: "int | None" = None,
-    collection: "dict[str, Any] | None" = None,
+    scenes: int | None = None,
+    collection: dict[str, Any] | None = None,
     **header: Any,
 ) -> Path:
     """Write ``records`` (in order, global indices 0..) as a complete dataset in ``root``.

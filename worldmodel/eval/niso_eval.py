@@ -31,7 +31,7 @@ from worldmodel.models.isometry import equivariance_error
 
 
 @torch.no_grad()
-def encode_images(model: nn.Module, images: torch.Tensor, features: "str | None" = None, batch_size: int = 256) -> torch.Tensor:
+def encode_images(model: nn.Module, images: torch.Tensor, features: str | None = None, batch_size: int = 256) -> torch.Tensor:
     """Features ``[n, D]`` (float32, CPU) of uint8 images ``[n, C, H, W]`` with ``model.features``."""
     model.eval()
     device = next(model.parameters()).device
@@ -109,10 +109,10 @@ def default_features(model: nn.Module) -> str:
 def classification_eval(
     model: nn.Module,
     source: str = "digits",
-    features: "str | None" = None,
-    head: "HeadConfig | None" = None,
+    features: str | None = None,
+    head: HeadConfig | None = None,
     test_seed: int = 1234,
-    max_train: "int | None" = None,
+    max_train: int | None = None,
 ) -> dict[str, Any]:
     """homNIST-style classification of frozen features: train on clean digits, test on warped ones.
 
@@ -236,7 +236,14 @@ def _pose_targets(relative: torch.Tensor) -> torch.Tensor:
 
 
 def collect_pairs(
-    model: nn.Module, data: Any, kind: str, pairs: int, skips: tuple[int, int], seed: int, batch_size: int = 32, desc: str = "pairs"
+    model: nn.Module,
+    data: Any,
+    kind: str,
+    pairs: int,
+    skips: tuple[int, int],
+    seed: int,
+    batch_size: int = 32,
+    desc: str = "pairs",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(features, targets [n,12], skips [n])`` for ``pairs`` view pairs of a scene dataset."""
     from worldmodel.data.loader import make_pair_loader
@@ -286,7 +293,7 @@ def pose_eval(
     train_pairs: int = 4096,
     test_pairs_per_skip: int = 256,
     skips: tuple[int, int] = (0, 9),
-    head: "HeadConfig | None" = None,
+    head: HeadConfig | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Camera pose from frozen representations, per frame skip.
@@ -308,7 +315,9 @@ def pose_eval(
         reg = fit_head(x, y, 12, pose_loss, head, desc=f"{name}: pose head")
         test_x, test_y, test_k = [], [], []
         for k in range(skips[0], skips[1] + 1):
-            tx, ty, tk = collect_pairs(model, test_data, kind, test_pairs_per_skip, (k, k), seed + 100 + k, desc=f"{name}: test skip {k}")
+            tx, ty, tk = collect_pairs(
+                model, test_data, kind, test_pairs_per_skip, (k, k), seed + 100 + k, desc=f"{name}: test skip {k}"
+            )
             test_x.append(tx), test_y.append(ty), test_k.append(tk)
         results[name] = {
             "kind": kind,

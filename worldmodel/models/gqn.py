@@ -22,7 +22,8 @@ Batches follow the data contract after :func:`worldmodel.data.transfer.to_device
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -110,7 +111,9 @@ class GQN(nn.Module):
 
     # ------------------------------------------------------------------ objective
 
-    def _elbo(self, batch: Mapping[str, torch.Tensor], sigma: "float | torch.Tensor") -> "tuple[dict[str, torch.Tensor], GenerationOutput]":
+    def _elbo(
+        self, batch: Mapping[str, torch.Tensor], sigma: float | torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], GenerationOutput]:
         x, v = batch["query_frame"], batch["query_viewpoint"]
         self._check_images(x, "query_frame")
         r = self.represent(batch["context_frames"], batch["context_viewpoints"])
@@ -148,14 +151,20 @@ class GQN(nn.Module):
     # ------------------------------------------------------------------ sampling and surprise
 
     @torch.no_grad()
-    def generate(self, context_frames: torch.Tensor, context_viewpoints: torch.Tensor, query_viewpoint: torch.Tensor) -> torch.Tensor:
+    def generate(
+        self, context_frames: torch.Tensor, context_viewpoints: torch.Tensor, query_viewpoint: torch.Tensor
+    ) -> torch.Tensor:
         """Novel view: mean image ``[B,3,H,W]`` (clamped to [0,1]) of a sample of the latents from the prior."""
         r = self.represent(context_frames, context_viewpoints)
         return self.generator.run(self._viewpoints(query_viewpoint), r, None).mean.clamp(0, 1)
 
     @torch.no_grad()
     def reconstruct(
-        self, context_frames: torch.Tensor, context_viewpoints: torch.Tensor, query_frame: torch.Tensor, query_viewpoint: torch.Tensor
+        self,
+        context_frames: torch.Tensor,
+        context_viewpoints: torch.Tensor,
+        query_frame: torch.Tensor,
+        query_viewpoint: torch.Tensor,
     ) -> torch.Tensor:
         """Mean image ``[B,3,H,W]`` (clamped to [0,1]) with latents drawn from the posterior given the query image."""
         self._check_images(query_frame, "query_frame")
@@ -164,7 +173,11 @@ class GQN(nn.Module):
 
     @torch.no_grad()
     def surprise(
-        self, context_frames: torch.Tensor, context_viewpoints: torch.Tensor, query_frame: torch.Tensor, query_viewpoint: torch.Tensor,
+        self,
+        context_frames: torch.Tensor,
+        context_viewpoints: torch.Tensor,
+        query_frame: torch.Tensor,
+        query_viewpoint: torch.Tensor,
         samples: int = 1,
     ) -> torch.Tensor:
         """Bayesian surprise ``KL(q(z | x_q, y) || p(z | y))`` in nats per query ``[B]``.
@@ -181,7 +194,7 @@ class GQN(nn.Module):
 
     @torch.no_grad()
     def surprise_curve(
-        self, frames: torch.Tensor, viewpoints: torch.Tensor, max_context: "int | None" = None, query_index: int = -1,
+        self, frames: torch.Tensor, viewpoints: torch.Tensor, max_context: int | None = None, query_index: int = -1,
         samples: int = 1,
     ) -> dict[int, float]:
         """Mean Bayesian surprise of one query view as the context grows.
@@ -228,9 +241,9 @@ def build(config: GQNConfig) -> GQN:
 
 
 def load_frozen(
-    path: str, device: "str | torch.device | None" = None, dtype: "torch.dtype | str | None" = None,
-    features: "str | None" = None, verify: bool = True, **unused: Any,
-) -> "Any":
+    path: str, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None,
+    features: str | None = None, verify: bool = True, **unused: Any,
+) -> Any:
     """Load a GQN checkpoint as a :class:`worldmodel.encoders.FrozenEncoder`.
 
     Args:

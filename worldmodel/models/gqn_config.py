@@ -14,8 +14,9 @@ Presets:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,10 +35,11 @@ LATENT_STRIDE = 4
 class GQNConfig:
     """Architecture and objective of a GQN (Eslami et al. 2018)."""
 
-    image_size: "int | None" = None
+    image_size: int | None = None
     """Square image size in pixels (a multiple of 4, of 8 for 'pyramid'); None: taken from the training data."""
     representation: Literal["tower", "pool", "pyramid"] = "tower"
-    """Representation network psi: 'tower' (r is r_channels x H/4 x W/4), 'pool' (tower + global average pool) or 'pyramid' (r is r_channels x 1 x 1)."""
+    """Representation network psi: 'tower' (r is r_channels x H/4 x W/4), 'pool' (tower + global average pool) or 'pyramid' (r is
+    r_channels x 1 x 1)."""
     r_channels: int = 64
     """Channels of the scene representation r (256 in the paper)."""
     hidden_channels: int = 32
@@ -52,20 +54,25 @@ class GQNConfig:
     """Kernel size of the Conv-LSTM gates and of the prior/posterior heads (5 in the paper)."""
     viewpoint_dim: int = 7
     """Size of the viewpoint input (7: x, y, z, cos yaw, sin yaw, cos pitch, sin pitch)."""
-    position_scale: "float | None" = None
-    """Camera positions (x, y, z) are divided by this before entering the networks, so that they are O(1) like the angle terms. None: set at training start to the RMS camera distance of the first training batch (e.g. about 9.5 for Shepard-Metzler scenes), then saved with the config."""
+    position_scale: float | None = None
+    """Camera positions (x, y, z) are divided by this before entering the networks, so that they are O(1) like the angle terms.
+    None: set at training start to the RMS camera distance of the first training batch (e.g. about 9.5 for Shepard-Metzler
+    scenes), then saved with the config."""
     mean_activation: Literal["linear", "sigmoid"] = "linear"
-    """Output mean of the Gaussian likelihood: 'linear' (a 1x1 conv of the canvas) or 'sigmoid' (squashed to [0,1], as in several public ports; it saturates on dark backgrounds and then learns far more slowly at first)."""
+    """Output mean of the Gaussian likelihood: 'linear' (a 1x1 conv of the canvas) or 'sigmoid' (squashed to [0,1], as in several
+    public ports; it saturates on dark backgrounds and then learns far more slowly at first)."""
     sigma_start: float = 2.0
     """Pixel standard deviation of the Gaussian likelihood at step 0."""
     sigma_end: float = 0.7
     """Pixel standard deviation after annealing; held-out ELBOs are always reported at this value."""
     sigma_anneal_steps: int = 500
     """Steps over which sigma goes linearly from sigma_start to sigma_end (200000 in the paper)."""
-    max_context: "int | None" = None
-    """Largest number of context views per scene; each batch draws K uniformly in 1..max_context (data option). None: the GQN-port value of the dataset's source (rooms 5, jaco 7, maze 20, Shepard-Metzler 15), at most views - 1."""
+    max_context: int | None = None
+    """Largest number of context views per scene; each batch draws K uniformly in 1..max_context (data option). None: the GQN-port
+    value of the dataset's source (rooms 5, jaco 7, maze 20, Shepard-Metzler 15), at most views - 1."""
     features: Literal["pooled", "spatial"] = "pooled"
-    """Frozen-encoder features of a single view: 'pooled' (psi averaged over space, r_channels values) or 'spatial' (the flattened psi map)."""
+    """Frozen-encoder features of a single view: 'pooled' (psi averaged over space, r_channels values) or 'spatial' (the flattened
+    psi map)."""
 
     def __post_init__(self) -> None:
         check_choice("representation", self.representation, REPRESENTATIONS)
@@ -88,7 +95,8 @@ class GQNConfig:
             multiple = 8 if self.representation == "pyramid" else LATENT_STRIDE
             if self.image_size < multiple or self.image_size % multiple:
                 raise ValueError(
-                    f"image_size must be a positive multiple of {multiple} for the {self.representation!r} representation, got {self.image_size}"
+                    f"image_size must be a positive multiple of {multiple} for the {self.representation!r} representation, "
+                    f"got {self.image_size}"
                 )
         if self.representation == "tower" and self.r_channels % 2:
             raise ValueError(f"r_channels must be even for the tower representation, got {self.r_channels}")

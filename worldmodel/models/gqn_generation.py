@@ -57,8 +57,8 @@ class ConvLSTMCell(nn.Module):
             self.condition.bias[hidden_channels : 2 * hidden_channels].fill_(1.0)
 
     def forward(
-        self, x: "torch.Tensor | None", condition: torch.Tensor, state: "tuple[torch.Tensor, torch.Tensor] | None"
-    ) -> "tuple[torch.Tensor, torch.Tensor]":
+        self, x: torch.Tensor | None, condition: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One step from ``state`` (``None``: zeros) with input ``x`` (``None``: zeros); returns ``(h, c)``."""
         gates = condition
         if x is not None or state is not None:
@@ -83,13 +83,13 @@ class GenerationOutput:
 
     mean: torch.Tensor
     """Mean image ``[B,3,H,W]`` (float32; within [0,1] only with the sigmoid activation)."""
-    kl: "torch.Tensor | None"
+    kl: torch.Tensor | None
     """Sum over steps and latent units of KL(q_l || pi_l) per image ``[B]`` (None when sampling from the prior)."""
-    kl_steps: "torch.Tensor | None" = None
+    kl_steps: torch.Tensor | None = None
     """KL per step ``[B, L]``."""
 
 
-def _gaussian(params: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
+def _gaussian(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mu, raw = params.float().chunk(2, dim=1)
     return mu, F.softplus(raw) + 1e-4
 
@@ -126,7 +126,7 @@ class GenerationNetwork(nn.Module):
     def _static_g(self, v: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         return torch.cat((broadcast_viewpoint(v.to(r.dtype), r.shape[-2:]), r), dim=1)
 
-    def run(self, v: torch.Tensor, r: torch.Tensor, x: "torch.Tensor | None" = None) -> GenerationOutput:
+    def run(self, v: torch.Tensor, r: torch.Tensor, x: torch.Tensor | None = None) -> GenerationOutput:
         """Unroll the L steps.
 
         Args:
@@ -143,9 +143,9 @@ class GenerationNetwork(nn.Module):
             x_blocks = F.pixel_unshuffle(x.to(dtype), LATENT_STRIDE)
             cond_e = self._conditions(self.inference_cores, torch.cat((x_blocks, static_g), dim=1))
         # States start at zero (None): the first step skips the convolutions of all-zero inputs.
-        state_g: "tuple[torch.Tensor, torch.Tensor] | None" = None
-        state_e: "tuple[torch.Tensor, torch.Tensor] | None" = None
-        canvas: "torch.Tensor | None" = None
+        state_g: tuple[torch.Tensor, torch.Tensor] | None = None
+        state_e: tuple[torch.Tensor, torch.Tensor] | None = None
+        canvas: torch.Tensor | None = None
         kls = []
         n = len(self.generation_cores)
         for step in range(self.steps):

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def broadcast_viewpoint(v: torch.Tensor, size: "tuple[int, int]") -> torch.Tensor:
+def broadcast_viewpoint(v: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``[N,D] -> [N,D,h,w]`` (the viewpoint repeated at every position)."""
     return v[:, :, None, None].expand(-1, -1, *size)
 

@@ -197,7 +197,7 @@ class SpectralOperator(nn.Module):
         generator: optional RNG for the initialisation.
     """
 
-    def __init__(self, num_positions: int, rank: int, generator: "torch.Generator | None" = None) -> None:
+    def __init__(self, num_positions: int, rank: int, generator: torch.Generator | None = None) -> None:
         super().__init__()
         if not 1 <= rank <= num_positions:
             raise ValueError(f"operator rank k={rank} must be in 1..|N|={num_positions}")

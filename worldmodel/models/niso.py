@@ -47,7 +47,6 @@ from worldmodel.models.isometry import (
 )
 from worldmodel.models.niso_config import FEATURES, NisoConfig
 
-
 #: Small architectures for quick experiments; the registry presets (with training settings) are
 #: in :data:`worldmodel.models.niso_config.PRESETS`.
 ARCHITECTURES: dict[str, dict[str, Any]] = {
@@ -58,7 +57,7 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
 }
 
 
-def resolve_config(config: "NisoConfig | dict[str, Any] | None" = None, **overrides: Any) -> NisoConfig:
+def resolve_config(config: NisoConfig | dict[str, Any] | None = None, **overrides: Any) -> NisoConfig:
     """A complete :class:`NisoConfig` (``image_size`` and ``in_channels`` set) from a config or dict."""
     if isinstance(config, NisoConfig):
         values = {f.name: getattr(config, f.name) for f in fields(NisoConfig)}
@@ -184,12 +183,12 @@ class Niso(nn.Module):
         config: architecture and loss weights (:class:`NisoConfig`).
     """
 
-    def __init__(self, config: "NisoConfig | dict[str, Any] | None" = None) -> None:
+    def __init__(self, config: NisoConfig | dict[str, Any] | None = None) -> None:
         super().__init__()
         self.config = config = resolve_config(config if config is not None else ARCHITECTURES["small"])
         self.encoder = ConvEncoder(config.in_channels, config.channels, config.blocks, config.latent_dim)
         self.decoder = ConvDecoder(config.in_channels, config.channels, config.blocks, config.latent_dim)
-        self.operator: "SpectralOperator | None" = None
+        self.operator: SpectralOperator | None = None
         if config.mode == "niso":
             gen = torch.Generator().manual_seed(config.init_seed)
             self.operator = SpectralOperator(config.num_positions, config.rank, generator=gen)
@@ -296,16 +295,18 @@ class Niso(nn.Module):
 
     # ------------------------------------------------------------------ features
 
-    def feature_dim(self, features: "str | None" = None) -> int:
+    def feature_dim(self, features: str | None = None) -> int:
         """Size of :meth:`encode`'s output for the given feature kind (default: the config's)."""
         features = features or self.config.features
         if features not in FEATURES:
             raise ValueError(f"unknown NISO features {features!r}; valid: {', '.join(map(repr, FEATURES))}")
         if self.operator is None and features == "gram":
-            raise ValueError("an autoencoder-mode model has no eigenbasis: use features 'grid' (or 'latent', which means the grid)")
+            raise ValueError(
+                "an autoencoder-mode model has no eigenbasis: use features 'grid' (or 'latent', which means the grid)"
+            )
         return replace(self.config, features=features).feature_dim
 
-    def features(self, frames: torch.Tensor, features: "str | None" = None) -> torch.Tensor:
+    def features(self, frames: torch.Tensor, features: str | None = None) -> torch.Tensor:
         """Features ``[B, D]`` of single views (see the module docstring for the kinds)."""
         features = features or self.config.features
         self.feature_dim(features)  # validates the kind
@@ -319,7 +320,7 @@ class Niso(nn.Module):
         iu = torch.triu_indices(gram.shape[-1], gram.shape[-1], device=gram.device)
         return gram[:, iu[0], iu[1]]
 
-    def encode(self, frames: torch.Tensor, viewpoints: "torch.Tensor | None" = None) -> torch.Tensor:
+    def encode(self, frames: torch.Tensor, viewpoints: torch.Tensor | None = None) -> torch.Tensor:
         """Frozen-encoder protocol: features of ``frames`` (viewpoints are not used)."""
         return self.features(frames)
 
@@ -333,12 +334,12 @@ def spectrum_image(eigenvalues: torch.Tensor, height: int = 48, bar: int = 4) ->
     return filled.repeat_interleave(bar, dim=1)[None, None]
 
 
-def build(config: "NisoConfig | dict[str, Any]") -> Niso:
+def build(config: NisoConfig | dict[str, Any]) -> Niso:
     """Registry builder: the :class:`Niso` of a model config (``image_size`` must be set)."""
     return Niso(config)
 
 
-def build_niso(architecture: "str | None" = "small", **overrides: Any) -> Niso:
+def build_niso(architecture: str | None = "small", **overrides: Any) -> Niso:
     """A :class:`Niso` from a named architecture (see :data:`ARCHITECTURES`) and overrides."""
     values: dict[str, Any] = {}
     if architecture is not None:
@@ -349,7 +350,7 @@ def build_niso(architecture: "str | None" = "small", **overrides: Any) -> Niso:
     return Niso(values)
 
 
-def load_niso(path: str, device: "str | torch.device | None" = None) -> tuple[Niso, dict[str, Any]]:
+def load_niso(path: str, device: str | torch.device | None = None) -> tuple[Niso, dict[str, Any]]:
     """A trained :class:`Niso` and its checkpoint config from a checkpoint or run directory."""
     from worldmodel.checkpoint import load_model_state
 
@@ -363,7 +364,7 @@ def load_niso(path: str, device: "str | torch.device | None" = None) -> tuple[Ni
     return model.eval(), config
 
 
-def load_frozen(path: str, device: "str | torch.device | None" = None, features: "str | None" = None, **kwargs: Any):
+def load_frozen(path: str, device: str | torch.device | None = None, features: str | None = None, **kwargs: Any):
     """A :class:`worldmodel.encoders.FrozenEncoder` from a NISO checkpoint.
 
     Args:
@@ -389,7 +390,7 @@ def load_frozen(path: str, device: "str | torch.device | None" = None, features:
     )
 
 
-def training_data(train_config: Any, model_config: NisoConfig, batch_per_rank: int) -> "tuple[Any, NisoConfig]":
+def training_data(train_config: Any, model_config: NisoConfig, batch_per_rank: int) -> tuple[Any, NisoConfig]:
     """Registry data hook: homography-digit loaders when ``--data`` names digits.
 
     ``--data digits`` (scikit-learn's digits, offline) or ``--data MNIST_DIR`` (IDX files) give

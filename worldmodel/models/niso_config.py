@@ -30,12 +30,13 @@ GRAD_EPS = 1e-6
 class NisoConfig:
     """Architecture, loss weights and data options of a NISO learner."""
 
-    image_size: "int | None" = None
+    image_size: int | None = None
     """Square input side in pixels (divisible by 2**(stages-1)); None: taken from the training data."""
-    in_channels: "int | None" = None
+    in_channels: int | None = None
     """Image channels: 1 (grey digits) or 3 (RGB scenes); None: 1 for homography digits, 3 for scene datasets."""
     channels: tuple[int, ...] = (16, 32)
-    """Encoder widths per resolution stage; each stage after the first halves the resolution (paper: 64,128: 40x40 -> a 20x20 latent)."""
+    """Encoder widths per resolution stage; each stage after the first halves the resolution (paper: 64,128: 40x40 -> a 20x20
+    latent)."""
     blocks: int = 1
     """Residual blocks per encoder/decoder stage (paper: 3)."""
     latent_dim: int = 16
@@ -49,13 +50,15 @@ class NisoConfig:
     mode: Literal["niso", "autoencoder"] = "niso"
     """'niso', or 'autoencoder': plain L1 reconstruction of both views of each pair (the 'AE + augmentation' baseline)."""
     features: Literal["latent", "gram", "grid"] = "latent"
-    """Frozen-encoder features: 'latent' (projected latent Phi^T M E, k*d values), 'gram' (upper triangle of A^T A, invariant to tau) or 'grid' (raw encoder grid)."""
+    """Frozen-encoder features: 'latent' (projected latent Phi^T M E, k*d values), 'gram' (upper triangle of A^T A, invariant to
+    tau) or 'grid' (raw encoder grid)."""
     grad_eps: float = GRAD_EPS
     """Floor on |s_i + s_j| in the backward pass of the SO(k) projection."""
     init_seed: int = 0
     """Seed of the operator's initialisation (the rest follows the training seed)."""
     skips: tuple[int, int] = (0, 3)
-    """Scene datasets: inclusive range (min, max) of the frame skip k between the two views of a training pair, within 0..9 (data option)."""
+    """Scene datasets: inclusive range (min, max) of the frame skip k between the two views of a training pair, within 0..9 (data
+    option)."""
     sigma_scale: float = 1.0
     """Homography digits: multiplier of homNIST's sl(3) coefficient standard deviations (data option)."""
 
@@ -80,7 +83,9 @@ class NisoConfig:
             if self.image_size < factor or self.image_size % factor:
                 raise ValueError(f"image_size must be a positive multiple of {factor} (2**(stages-1)), got {self.image_size}")
             if self.mode == "niso" and self.rank > self.num_positions:
-                raise ValueError(f"rank k={self.rank} exceeds the {self.num_positions} latent positions of a {self.image_size}px input")
+                raise ValueError(
+                    f"rank k={self.rank} exceeds the {self.num_positions} latent positions of a {self.image_size}px input"
+                )
 
     @property
     def downsampling(self) -> int:

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 #: Loader kinds of the data contract (``worldmodel.data.loader.make_<kind>_loader``).
 LOADER_KINDS: tuple[str, ...] = ("gqn", "pair")
@@ -40,7 +41,7 @@ LEARNER_SPECS: dict[str, str] = {
     "niso": "worldmodel.models.niso_config:SPEC",
 }
 
-_REGISTERED: dict[str, "LearnerSpec"] = {}
+_REGISTERED: dict[str, LearnerSpec] = {}
 
 
 def _resolve(target: str) -> Any:
@@ -56,9 +57,9 @@ class LearnerSpec:
 
     name: str
     """Learner name used on the command line and in checkpoints (``config.json["learner"]``)."""
-    config_class: "str | type"
+    config_class: str | type
     """``"module:Class"`` of the model-config dataclass (in a torch-free module), or the class itself."""
-    builder: "str | Callable[[Any], Any]"
+    builder: str | Callable[[Any], Any]
     """``"module:function"`` (or a callable) mapping a model config to the ``nn.Module``."""
     loader: str
     """Batch kind: 'gqn' (context/query scenes) or 'pair' (frame pairs at a skip)."""
@@ -68,7 +69,7 @@ class LearnerSpec:
     """Named presets: ``{"small": {"model": {...}, "train": {...}}, ...}`` (overrides of the defaults)."""
     default_preset: str = "small"
     """Preset used when none is named."""
-    configure: "str | Callable[..., Any] | None" = None
+    configure: str | Callable[..., Any] | None = None
     """Optional ``"module:function"`` ``(model_config, data_info, first_batch) -> model_config`` that fills
     data-dependent fields left as None before the model is built (``first_batch()`` returns a CPU batch)."""
     frozen_loader: str = ""
@@ -82,7 +83,9 @@ class LearnerSpec:
 
     def __post_init__(self) -> None:
         if self.loader not in LOADER_KINDS:
-            raise ValueError(f"learner {self.name!r}: loader {self.loader!r} is not valid; valid values: {', '.join(LOADER_KINDS)}")
+            raise ValueError(
+                f"learner {self.name!r}: loader {self.loader!r} is not valid; valid values: {', '.join(LOADER_KINDS)}"
+            )
         if self.default_preset not in self.presets:
             raise ValueError(f"learner {self.name!r}: default preset {self.default_preset!r} is not among {sorted(self.presets)}")
 
@@ -108,14 +111,16 @@ class LearnerSpec:
         hook = _resolve(self.configure) if isinstance(self.configure, str) else self.configure
         return hook(config, data_info, first_batch)
 
-    def preset(self, name: "str | None") -> Mapping[str, Mapping[str, Any]]:
+    def preset(self, name: str | None) -> Mapping[str, Mapping[str, Any]]:
         """The overrides of preset ``name`` (default preset if ``None``)."""
         name = self.default_preset if name is None else name
         if name not in self.presets:
-            raise ValueError(f"unknown preset {name!r} for learner {self.name!r}; valid values: {', '.join(map(repr, self.presets))}")
+            raise ValueError(
+                f"unknown preset {name!r} for learner {self.name!r}; valid values: {', '.join(map(repr, self.presets))}"
+            )
         return self.presets[name]
 
-    def make_config(self, preset: "str | None" = None, **overrides: Any) -> Any:
+    def make_config(self, preset: str | None = None, **overrides: Any) -> Any:
         """Model config of ``preset`` with ``overrides`` applied."""
         from worldmodel.train.config import config_from_dict
 

@@ -23,8 +23,8 @@ from typing import Any
 
 
 def run_one(learner: str, preset: str, steps: int, warmup: int, repeats: int, device: str = "auto",
-            precision: str = "auto", compile: bool = False, batch_size: "int | None" = None,
-            context: "int | None" = None, image_size: "int | None" = None, threads: "int | None" = None) -> dict[str, Any]:
+            precision: str = "auto", compile: bool = False, batch_size: int | None = None,
+            context: int | None = None, image_size: int | None = None, threads: int | None = None) -> dict[str, Any]:
     """Benchmark one configuration in this process; returns the figures."""
     import torch
 
@@ -102,12 +102,16 @@ def bench(learner: str, presets: list[str], steps: int, warmup: int, repeats: in
 
 def format_table(results: list[dict[str, Any]]) -> str:
     """A plain-text table of benchmark results."""
-    head = f"{'learner':8} {'preset':7} {'device':7} {'prec':5} {'size':>4} {'batch':>5} {'K':>3} {'params':>9} {'steps/s':>9} {'scenes/s':>9} {'peak MiB':>9}"
+    head = (
+        f"{'learner':8} {'preset':7} {'device':7} {'prec':5} {'size':>4} {'batch':>5} {'K':>3} "
+        f"{'params':>9} {'steps/s':>9} {'scenes/s':>9} {'peak MiB':>9}"
+    )
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(
             f"{r['learner']:8} {r['preset']:7} {r['device']:7} {r['precision']:5} {r['image_size']:>4} {r['batch_size']:>5} "
-            f"{str(r['context_views']):>3} {r['parameters']:>9,} {r['steps_per_s']:>9.3f} {r['scenes_per_s']:>9.2f} {r['peak_memory_mb']:>9.0f}"
+            f"{str(r['context_views']):>3} {r['parameters']:>9,} {r['steps_per_s']:>9.3f} {r['scenes_per_s']:>9.2f} "
+            f"{r['peak_memory_mb']:>9.0f}"
         )
     return "\n".join(lines)
 
@@ -116,7 +120,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--learner", default="gqn", help="registered learner to benchmark (default: gqn)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per configuration (default: 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: 3)")
-    p.add_argument("--repeats", type=int, default=5, help="the timed steps are cut into this many runs; the median is reported (default: 5)")
+    p.add_argument(
+        "--repeats", type=int, default=5, help="the timed steps are cut into this many runs; the median is reported (default: 5)"
+    )
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N' (default: auto)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="(default: auto: bf16 on CUDA)")
     p.add_argument("--compile", action="store_true", help="use torch.compile")
@@ -164,7 +170,7 @@ def handle_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: "list[str] | None" = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Subprocess entry: benchmark one preset and write its result JSON."""
     p = argparse.ArgumentParser(prog="python -m worldmodel.train.bench")
     p.add_argument("--preset", required=True)

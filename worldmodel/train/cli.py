@@ -27,7 +27,7 @@ TRAIN_PREFIX, MODEL_PREFIX = "train__", "model__"
 EXIT_DIVERGED = 3
 
 
-def _option_kwargs(tp: Any, default: Any, doc: str, presets: "dict[str, Any] | None" = None) -> dict[str, Any]:
+def _option_kwargs(tp: Any, default: Any, doc: str, presets: dict[str, Any] | None = None) -> dict[str, Any]:
     """argparse keyword arguments for a field of type ``tp``."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     kwargs: dict[str, Any] = {"default": argparse.SUPPRESS}
@@ -54,7 +54,7 @@ def _option_kwargs(tp: Any, default: Any, doc: str, presets: "dict[str, Any] | N
 
 
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, prefix: str, title: str,
-                          presets: "dict[str, dict[str, Any]] | None" = None) -> None:
+                          presets: dict[str, dict[str, Any]] | None = None) -> None:
     """Add ``--field-name`` options for every field of dataclass ``cls`` (dest ``prefix + name``).
 
     ``presets`` maps preset names to their overrides of this dataclass (shown in the help).
@@ -112,7 +112,7 @@ def add_commands(subparsers: Any) -> None:
     add_untrained_parser(sub)
 
 
-def resolve_from_args(args: argparse.Namespace) -> "tuple[Any, TrainConfig, str | None]":
+def resolve_from_args(args: argparse.Namespace) -> tuple[Any, TrainConfig, str | None]:
     """``(model_config, train_config, preset)`` from parsed ``wm train <learner>`` options."""
     from worldmodel.models.registry import get_learner
     from worldmodel.train.engine import resolve_configs

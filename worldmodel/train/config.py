@@ -13,8 +13,9 @@ import functools
 import inspect
 import textwrap
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, TypeVar
+from typing import Any, Literal, TypeVar
 
 C = TypeVar("C")
 
@@ -30,10 +31,11 @@ class TrainConfig:
 
     data: str = ""
     """Training dataset directory (written by ``wm data collect``)."""
-    val_data: "str | None" = None
+    val_data: str | None = None
     """Held-out dataset directory; when unset the last ``val_fraction`` of ``data``'s scenes are held out."""
     val_fraction: float = 0.05
-    """Fraction of the training dataset's scenes (the last ones) held out for evaluation if ``val_data`` is unset (0 disables evaluation)."""
+    """Fraction of the training dataset's scenes (the last ones) held out for evaluation if ``val_data`` is unset (0 disables
+    evaluation)."""
     out: str = "runs/train"
     """Run directory: run.json, metrics.jsonl, TensorBoard events (tb/) and checkpoints/."""
     steps: int = 2000
@@ -73,13 +75,15 @@ class TrainConfig:
     num_workers: int = 0
     """DataLoader worker processes per training process."""
     threads: int = 0
-    """CPU threads of torch in each process (0: torch's default, one per core). On a shared or busy CPU, 1 is often much faster."""
+    """CPU threads of torch in each process (0: torch's default, one per core). On a shared or busy CPU, 1 is often much
+    faster."""
     log_every: int = 10
     """Write scalars to TensorBoard every this many steps (metrics.jsonl gets every step)."""
     image_every: int = 250
     """Write image grids (the learner's ``visualise``) to TensorBoard every this many steps (0 disables)."""
     eval_every: int = 100
-    """Evaluate on the held-out split every this many steps, before the first step and after the last (0 disables evaluation unless val_data is given)."""
+    """Evaluate on the held-out split every this many steps, before the first step and after the last (0 disables evaluation
+    unless val_data is given)."""
     eval_batches: int = 4
     """Number of held-out batches per evaluation (the same batches every time)."""
     ckpt_every: int = 250
@@ -122,13 +126,13 @@ RESUMABLE_CHANGES: frozenset[str] = frozenset(
 )
 
 
-def check_choice(name: str, value: Any, allowed: "tuple[Any, ...] | list[Any]") -> None:
+def check_choice(name: str, value: Any, allowed: tuple[Any, ...] | list[Any]) -> None:
     """Raise ``ValueError`` naming ``name`` and listing ``allowed`` if ``value`` is not one of them."""
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not valid; valid values: {', '.join(map(repr, allowed))}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def field_docs(cls: type) -> dict[str, str]:
     """Docstrings of a dataclass's fields (the string literal below each field), by field name."""
     docs: dict[str, str] = {}
@@ -158,7 +162,7 @@ def field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def config_from_dict(cls: "type[C]", values: Mapping[str, Any], what: str = "config") -> C:
+def config_from_dict(cls: type[C], values: Mapping[str, Any], what: str = "config") -> C:
     """Build dataclass ``cls`` from a mapping; unknown keys raise ``ValueError`` listing valid ones.
 
     JSON lists are turned back into tuples for tuple-typed fields.

@@ -6,8 +6,9 @@ dataset's scenes (a contiguous tail: for collected data, the highest generator i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from worldmodel.data.reader import SceneDataset
 
@@ -88,7 +89,9 @@ def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def split(dataset: SceneDataset, val_fraction: float, min_train: int, world_size: int = 1) -> "tuple[SceneDataset, SceneDataset | None]":
+def split(
+    dataset: SceneDataset, val_fraction: float, min_train: int, world_size: int = 1
+) -> tuple[SceneDataset, SceneDataset | None]:
     """``(train, val)``: the last ``round(val_fraction * n)`` scenes held out (at least one per
     process; ``val`` is None if ``val_fraction`` is 0)."""
     n = len(dataset)
@@ -119,7 +122,7 @@ def make_loader(kind: str, data: SceneDataset, batch_size: int, seed: int, shuff
 
 
 def build_run_data(
-    kind: str, data: str, val_data: "str | None", val_fraction: float, batch_per_rank: int, seed: int,
+    kind: str, data: str, val_data: str | None, val_fraction: float, batch_per_rank: int, seed: int,
     num_workers: int, options: dict[str, Any], pin_memory: bool = False,
 ) -> RunData:
     """Open the datasets, split off validation and build both loaders (per-rank batch size)."""

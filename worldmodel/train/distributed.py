@@ -24,7 +24,7 @@ class DistInfo:
     """Number of processes."""
     local_rank: int = 0
     """Rank on this machine (selects the GPU)."""
-    backend: "str | None" = None
+    backend: str | None = None
     """'nccl', 'gloo' or None when not distributed."""
 
     @property

@@ -29,9 +29,10 @@ import random
 import resource
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ from worldmodel.train.schedules import learning_rate
 class TrainingDiverged(RuntimeError):
     """The loss or the gradient norm became NaN or infinite; training stopped before updating."""
 
-    def __init__(self, step: int, what: str, value: float, checkpoint: "Path | None") -> None:
+    def __init__(self, step: int, what: str, value: float, checkpoint: Path | None) -> None:
         self.step, self.what, self.value, self.checkpoint = step, what, value, checkpoint
         kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint had been written yet"
         super().__init__(
@@ -66,11 +67,11 @@ class TrainResult:
     """The run directory."""
     step: int
     """Completed optimiser steps."""
-    checkpoint: "Path | None"
+    checkpoint: Path | None
     """The last checkpoint written (rank 0; None elsewhere)."""
     last_train: dict[str, float]
     """Metrics of the last training step."""
-    last_eval: "dict[str, float] | None"
+    last_eval: dict[str, float] | None
     """Metrics of the last held-out evaluation."""
     seconds: float
     """Wall time of the loop."""
@@ -132,7 +133,7 @@ def peak_memory_mb(device: torch.device) -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
-def _differences(old: Mapping[str, Any], new: Mapping[str, Any], allowed: "frozenset[str]" = frozenset()) -> list[str]:
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], allowed: frozenset[str] = frozenset()) -> list[str]:
     keys = sorted(set(old) | set(new))
     return [f"{k} ({old.get(k)!r} in the run, {new.get(k)!r} now)" for k in keys
             if k not in allowed and _norm(old.get(k)) != _norm(new.get(k))]
@@ -160,9 +161,9 @@ class Trainer:
     """
 
     def __init__(
-        self, learner: "str | LearnerSpec", model_config: Any, config: TrainConfig, run_data: "RunData | None" = None,
-        resume: bool = False, preset: "str | None" = None,
-        step_hooks: "Sequence[Callable[[nn.Module, int], Mapping[str, float] | None]]" = (),
+        self, learner: str | LearnerSpec, model_config: Any, config: TrainConfig, run_data: RunData | None = None,
+        resume: bool = False, preset: str | None = None,
+        step_hooks: Sequence[Callable[[nn.Module, int], Mapping[str, float] | None]] = (),
     ) -> None:
         self.spec = learner if isinstance(learner, LearnerSpec) else get_learner(learner)
         self.model_config = model_config
@@ -198,12 +199,12 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = not cfg.deterministic
 
-    def _autocast(self) -> "contextlib.AbstractContextManager[Any]":
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
-    def _latest_checkpoint(self) -> "Path | None":
+    def _latest_checkpoint(self) -> Path | None:
         found = ckpt.list_checkpoints(self.run_dir)
         return found[-1] if found else None
 
@@ -247,7 +248,10 @@ class Trainer:
         cfg, dist = self.config, self.dist
         latest = self._latest_checkpoint()
         if latest is not None and not self.resume:
-            raise ValueError(f"{self.run_dir} already holds checkpoints (newest {latest.name}); pass --resume to continue it or choose another --out")
+            raise ValueError(
+                f"{self.run_dir} already holds checkpoints (newest {latest.name}); "
+                "pass --resume to continue it or choose another --out"
+            )
         if self.resume and latest is None:
             raise FileNotFoundError(f"--resume: {self.run_dir} holds no checkpoint to resume from")
 
@@ -329,7 +333,7 @@ class Trainer:
         batches_per_epoch = len(loader)
         last_ckpt = latest
         last_train: dict[str, float] = {}
-        last_eval: "dict[str, float] | None" = None
+        last_eval: dict[str, float] | None = None
         it = None
         t_start = time.perf_counter()
         if self.device.type == "cuda":
@@ -391,7 +395,7 @@ class Trainer:
         return TrainResult(self.run_dir, step, last_ckpt if dist.is_main else None, last_train, last_eval,
                            time.perf_counter() - t_start)
 
-    def _train_step(self, batch: Mapping[str, Any], step: int, last_ckpt: "Path | None") -> dict[str, float]:
+    def _train_step(self, batch: Mapping[str, Any], step: int, last_ckpt: Path | None) -> dict[str, float]:
         from worldmodel.data.transfer import to_device
 
         cfg, dist, model = self.config, self.dist, self.model
@@ -473,7 +477,7 @@ class Trainer:
         self.model.train(was_training)
         self.logger.images(step, images)
 
-    def save_checkpoint(self, step: int, epoch: int, batch_in_epoch: int) -> "Path | None":
+    def save_checkpoint(self, step: int, epoch: int, batch_in_epoch: int) -> Path | None:
         """Write ``checkpoints/step_XXXXXXXX`` atomically (rank 0), keep the newest ``keep_checkpoints``."""
         path = None
         if self.dist.is_main:
@@ -496,8 +500,8 @@ def train(learner: str, model_config: Any, config: TrainConfig, **kwargs: Any) -
 
 
 def resolve_configs(
-    learner: str, preset: "str | None", model_overrides: Mapping[str, Any], train_overrides: Mapping[str, Any]
-) -> "tuple[Any, TrainConfig]":
+    learner: str, preset: str | None, model_overrides: Mapping[str, Any], train_overrides: Mapping[str, Any]
+) -> tuple[Any, TrainConfig]:
     """Model and training configs: dataclass defaults, then the preset, then explicit overrides."""
     spec = get_learner(learner)
     model_cfg = spec.make_config(preset, **model_overrides)

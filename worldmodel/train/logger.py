@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -41,7 +42,7 @@ def tile_images(images: torch.Tensor, pad: int = 1) -> torch.Tensor:
     return canvas
 
 
-def read_metrics(run_dir: "str | Path", kind: "str | None" = None) -> list[dict[str, Any]]:
+def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict[str, Any]]:
     """Records of ``metrics.jsonl`` (of one ``kind`` if given); an unparsable last line is skipped."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
@@ -57,7 +58,7 @@ def read_metrics(run_dir: "str | Path", kind: "str | None" = None) -> list[dict[
     return out
 
 
-def truncate_metrics(run_dir: "str | Path", last_step: int) -> None:
+def truncate_metrics(run_dir: str | Path, last_step: int) -> None:
     """Keep only records with ``step <= last_step`` (atomic rewrite)."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
@@ -83,7 +84,7 @@ class RunLogger:
         resume_step: when resuming, the checkpoint's step (later records are dropped).
     """
 
-    def __init__(self, run_dir: "str | Path", enabled: bool = True, resume_step: "int | None" = None) -> None:
+    def __init__(self, run_dir: str | Path, enabled: bool = True, resume_step: int | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.enabled = enabled
         self.writer = None

@@ -9,13 +9,13 @@ engineer's :func:`worldmodel.data.writer.write_scenes`, so tests exercise the re
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 
-def _render(size: int, cam: np.ndarray, balls: "list[tuple[np.ndarray, float, np.ndarray]]",
+def _render(size: int, cam: np.ndarray, balls: list[tuple[np.ndarray, float, np.ndarray]],
             floor: np.ndarray, sky: np.ndarray) -> np.ndarray:
     x, y, z, yaw, pitch = (float(v) for v in cam)
     fwd = np.array([np.cos(pitch) * np.cos(yaw), np.cos(pitch) * np.sin(yaw), np.sin(pitch)])
@@ -78,7 +78,7 @@ def synthetic_scenes(scenes: int, views: int, size: int, seed: int = 0) -> Itera
         yield synthetic_scene(seed, i, views, size)
 
 
-def write_synthetic_dataset(root: "str | Path", scenes: int, views: int, size: int, seed: int = 0, shard_size: int = 64) -> Path:
+def write_synthetic_dataset(root: str | Path, scenes: int, views: int, size: int, seed: int = 0, shard_size: int = 64) -> Path:
     """Write a synthetic dataset directory with the toolkit's dataset writer."""
     from worldmodel.data.writer import write_scenes
 
@@ -120,7 +120,7 @@ def random_pair_batch(batch_size: int, size: int, seed: int = 0) -> dict:
 class InMemoryLoader:
     """A loader over a fixed list of batches, with the ``set_epoch``/``len`` API of the real ones."""
 
-    def __init__(self, batches: list, epoch_length: "int | None" = None) -> None:
+    def __init__(self, batches: list, epoch_length: int | None = None) -> None:
         if not batches:
             raise ValueError("InMemoryLoader needs at least one batch")
         self.batches = list(batches)
