@@ -241,18 +241,8 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
         log(f"{out}: already finished ({DONE_FILE} exists); pass --overwrite to train again")
         return read_json(out / DONE_FILE)
 
-    from agents.make_env import resolve_vec_env
-
-    env_kwargs = dict(config.env_kwargs)
-    if config.camera is not None:
-        env_kwargs.setdefault("camera", config.camera)
-    if config.size is not None and config.obs != "state":
-        env_kwargs.setdefault("size", config.size)
-    defaults = defaults_for(config.algo, config.obs)
-    n_envs = config.n_envs or defaults.n_envs
-    eval_freq = max(n_envs, (config.eval_freq // n_envs) * n_envs)
-    vec_env = resolve_vec_env(config.vec_env, config.obs, n_envs)
-    resolved = replace(config, arm=config.arm_name, n_envs=n_envs, eval_freq=eval_freq, env_kwargs=env_kwargs, vec_env=vec_env)
+    resolved = _resolve(config)
+    n_envs, eval_freq, env_kwargs, vec_env = resolved.n_envs, resolved.eval_freq, resolved.env_kwargs, resolved.vec_env
 
     ckpt = latest_checkpoint(out) if config.resume and not config.overwrite and out.is_dir() else None
     if ckpt is not None:
@@ -327,16 +317,7 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
             write_json_atomic(
                 out / CONFIG_FILE, {**resolved.to_dict(), "policy": defaults.policy, "resolved_hyperparams": json_safe(hp)}
             )
-        enc_meta = None
-        if encoder is not None:
-            enc_meta = {
-                "path": str(config.encoder),
-                **(encoder_checksum(config.encoder) or {}),
-                "name": encoder.name,
-                "feature_dim": encoder.feature_dim,
-                "image_size": encoder.image_size,
-                "metadata": json_safe(encoder.metadata),
-            }
+        enc_meta = _encoder_metadata(config.encoder, encoder) if encoder is not None else None
         write_run_metadata(
             out,
             json_safe(resolved.to_dict()),
@@ -354,24 +335,7 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
         algo_cls = getattr(sb3, ALGO_CLASSES[config.algo])
         tb_dir = out / "tb"
         tb_name = f"{config.algo}_{config.arm_name}"
-        if ckpt is None:
-            model = algo_cls(defaults.policy, env, seed=config.seed, device=device, tensorboard_log=str(tb_dir), verbose=0, **hp)
-            resumed_from: tuple[int, ...] = ()
-        else:
-            vecnorm = vec_normalize_of(env)
-            if vecnorm is not None:
-                if ckpt.vecnormalize_path is None:
-                    raise ValueError(f"checkpoint {ckpt.path} has no {VECNORMALIZE_FILE}, but the run normalises")
-                load_vecnormalize(ckpt.vecnormalize_path, vecnorm)
-            model = algo_cls.load(str(ckpt.model_path), env=env, device=device, tensorboard_log=str(tb_dir), verbose=0)
-            # SB3 reseeds from the saved seed at load; continue with another stream than the start's.
-            model.set_random_seed(config.seed + ckpt.step)
-            if config.algo in OFF_POLICY and ckpt.replay_buffer_path is not None and config.save_replay_buffer:
-                n = load_replay_buffer(ckpt.replay_buffer_path, model.replay_buffer)
-                log(f"replay buffer: {n:,} transitions restored")
-            resumed_from = (*ckpt.resumed_from, ckpt.step)
-            _purge_tensorboard_after(tb_dir, tb_name, ckpt.step)
-            log(f"resuming from checkpoint at step {ckpt.step} ({ckpt.path})")
+        model, resumed_from = _build_or_resume(algo_cls, defaults.policy, env, hp, config, device, tb_dir, tb_name, ckpt, log)
         env.seed(train_seed)  # the model seeded the envs with `seed`: use the training seeds
 
         seeds = evaluation_seeds(config.eval_seed, config.eval_episodes)
@@ -411,12 +375,7 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
             sync_envs_normalization(env, eval_env)
             last = evaluate_on_seeds(model, eval_env, seeds)
             recorder.add(model.num_timesteps, last.returns, last.lengths, last.successes)
-        tmp_model = out / _MODEL_TMP
-        model.save(str(tmp_model))
-        os.replace(tmp_model, out / MODEL_FILE)
-        vecnorm = vec_normalize_of(env)
-        if vecnorm is not None:
-            save_vecnormalize(out / VECNORMALIZE_FILE, vecnorm)
+        _save_final_model(out, model, env)
         final = recorder.rows[-1]
         done = {
             "arm": config.arm_name,
@@ -444,6 +403,69 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
         env.close()
         if eval_env is not None:
             eval_env.close()
+
+
+def _resolve(config: TrainConfig) -> TrainConfig:
+    """The config with what defaults decide filled in: arm name, env kwargs (camera, size),
+    n_envs, eval_freq (a multiple of n_envs) and the vec env kind."""
+    from agents.make_env import resolve_vec_env
+
+    env_kwargs = dict(config.env_kwargs)
+    if config.camera is not None:
+        env_kwargs.setdefault("camera", config.camera)
+    if config.size is not None and config.obs != "state":
+        env_kwargs.setdefault("size", config.size)
+    n_envs = config.n_envs or defaults_for(config.algo, config.obs).n_envs
+    eval_freq = max(n_envs, (config.eval_freq // n_envs) * n_envs)
+    vec_env = resolve_vec_env(config.vec_env, config.obs, n_envs)
+    return replace(config, arm=config.arm_name, n_envs=n_envs, eval_freq=eval_freq, env_kwargs=env_kwargs, vec_env=vec_env)
+
+
+def _encoder_metadata(path: str, encoder: Any) -> dict[str, Any]:
+    """What run.json records of the frozen encoder: path, checksum, name, sizes, metadata."""
+    return {
+        "path": str(path),
+        **(encoder_checksum(path) or {}),
+        "name": encoder.name,
+        "feature_dim": encoder.feature_dim,
+        "image_size": encoder.image_size,
+        "metadata": json_safe(encoder.metadata),
+    }
+
+
+def _build_or_resume(
+    algo_cls: Any, policy: str, env: Any, hp: dict[str, Any], config: TrainConfig, device: Any,
+    tb_dir: Path, tb_name: str, ckpt: Any, log: Any,
+) -> tuple[Any, tuple[int, ...]]:
+    """A fresh SB3 model, or the one of checkpoint ``ckpt`` (normalisation statistics, replay
+    buffer and TensorBoard continued); returns ``(model, steps of the checkpoints resumed from)``."""
+    if ckpt is None:
+        model = algo_cls(policy, env, seed=config.seed, device=device, tensorboard_log=str(tb_dir), verbose=0, **hp)
+        return model, ()
+    vecnorm = vec_normalize_of(env)
+    if vecnorm is not None:
+        if ckpt.vecnormalize_path is None:
+            raise ValueError(f"checkpoint {ckpt.path} has no {VECNORMALIZE_FILE}, but the run normalises")
+        load_vecnormalize(ckpt.vecnormalize_path, vecnorm)
+    model = algo_cls.load(str(ckpt.model_path), env=env, device=device, tensorboard_log=str(tb_dir), verbose=0)
+    # SB3 reseeds from the saved seed at load; continue with another stream than the start's.
+    model.set_random_seed(config.seed + ckpt.step)
+    if config.algo in OFF_POLICY and ckpt.replay_buffer_path is not None and config.save_replay_buffer:
+        n = load_replay_buffer(ckpt.replay_buffer_path, model.replay_buffer)
+        log(f"replay buffer: {n:,} transitions restored")
+    _purge_tensorboard_after(tb_dir, tb_name, ckpt.step)
+    log(f"resuming from checkpoint at step {ckpt.step} ({ckpt.path})")
+    return model, (*ckpt.resumed_from, ckpt.step)
+
+
+def _save_final_model(out: Path, model: Any, env: Any) -> None:
+    """``model.zip`` (atomically) and, when the run normalises, its statistics as JSON."""
+    tmp_model = out / _MODEL_TMP
+    model.save(str(tmp_model))
+    os.replace(tmp_model, out / MODEL_FILE)
+    vecnorm = vec_normalize_of(env)
+    if vecnorm is not None:
+        save_vecnormalize(out / VECNORMALIZE_FILE, vecnorm)
 
 
 def parse_overrides(items: list[str] | None, what: str = "--hp") -> dict[str, Any]:
