@@ -48,7 +48,7 @@ from agents.artifacts import (
     read_json,
     write_json_atomic,
 )
-from agents.config import ArmSpec, CompareConfig
+from agents.config import CPUS_PER_RUN_ENV, ArmSpec, CompareConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from agents.reference import ReferenceScores
@@ -308,6 +308,7 @@ def run_grid(cfg: CompareConfig, shard: Shard | None = None, log: Any = print, p
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(cfg.threads_per_run)
     env["PYTHONUNBUFFERED"] = "1"
+    env[CPUS_PER_RUN_ENV] = str(max(1, available_cores() // jobs))  # each run's share (vec_env="auto")
     active: dict[subprocess.Popen, tuple[GridRun, Any]] = {}
     queue = list(pending)
     bar = tqdm(total=len(pending) * cfg.steps, unit="step", desc="grid (env steps, all runs)", dynamic_ncols=True)

@@ -33,11 +33,14 @@ OFF_POLICY: tuple[str, ...] = ("sac", "td3", "ddpg", "dqn")
 VEC_ENVS: tuple[str, ...] = ("auto", "dummy", "subproc")
 #: Agent obs modes that render frames; ``vec_env="auto"`` may run their envs in subprocesses.
 AUTO_SUBPROC_MODES: tuple[str, ...] = ("pixels", "pixels+viewpoint", "repr")
-#: ``vec_env="auto"`` picks ``SubprocVecEnv`` only when the process may use at least
-#: ``n_envs + AUTO_SUBPROC_SPARE_CPUS`` CPUs (a core per env worker plus one for the learner). On the
-#: 2-core dev machine SubprocVecEnv was not faster than DummyVecEnv for any obs mode at 64 px with
-#: 8 envs (docs/benchmarks.md, "PPO env steps/s per observation mode (issue 9)"), so there it is dummy.
-AUTO_SUBPROC_SPARE_CPUS = 1
+#: ``vec_env="auto"`` picks ``SubprocVecEnv`` for these modes when ``n_envs > 1`` and the run has
+#: at least this many CPUs of its own (:func:`agents.make_env.available_cpus`; a comparison grid
+#: gives each of its parallel runs ``cores // jobs``). Measured on the 2-core dev machine at 64 px
+#: with 8 envs, one run alone, medians of 3: subproc / dummy 1.12 (repr), 1.14 (pixels), 1.10
+#: (pixels+viewpoint), 0.65 (state) (docs/benchmarks.md, "PPO env steps/s per observation mode").
+AUTO_SUBPROC_MIN_CPUS = 2
+#: Environment variable through which a comparison grid tells a run how many CPUs are its share.
+CPUS_PER_RUN_ENV = "WM_CPUS_PER_RUN"
 AGGREGATES: tuple[str, ...] = ("sum", "mean")
 #: Env observation mode requested for each agent observation mode.
 ENV_OBS: dict[str, str] = {

@@ -44,8 +44,9 @@ from stable_baselines3.common.vec_env import (
 from agents.config import (
     AGENT_OBS_MODES,
     AGGREGATES,
+    AUTO_SUBPROC_MIN_CPUS,
     AUTO_SUBPROC_MODES,
-    AUTO_SUBPROC_SPARE_CPUS,
+    CPUS_PER_RUN_ENV,
     ENV_OBS,
     PIXEL_MODES,
     VEC_ENVS,
@@ -57,22 +58,30 @@ from worldmodel.encoders import FrozenEncoder
 
 
 def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, e.g. a cluster job's cores)."""
+    """CPUs this run may use: its affinity mask (e.g. a cluster job's cores), or less when a
+    comparison grid running several runs at once set its share in ``WM_CPUS_PER_RUN``."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    share = os.environ.get(CPUS_PER_RUN_ENV, "")
+    if share:
+        try:
+            cpus = min(cpus, max(1, int(share)))
+        except ValueError as err:
+            raise ValueError(f"{CPUS_PER_RUN_ENV} must be a positive integer, got {share!r}") from err
+    return cpus
 
 
 def resolve_vec_env(vec_env: str, obs: str, n_envs: int, cpus: int | None = None) -> str:
     """``dummy`` or ``subproc``. ``auto``: subproc for the rendering modes (:data:`~agents.config.AUTO_SUBPROC_MODES`)
-    when ``n_envs > 1`` and at least ``n_envs + AUTO_SUBPROC_SPARE_CPUS`` CPUs are available (``cpus``, default
-    :func:`available_cpus`), so that the workers really run in parallel; else dummy."""
+    when ``n_envs > 1`` and the run has at least :data:`~agents.config.AUTO_SUBPROC_MIN_CPUS` CPUs (``cpus``, default
+    :func:`available_cpus`): rendering in the workers then overlaps the learner (measured faster); else dummy."""
     check_choice("vec_env", vec_env, VEC_ENVS)
     if vec_env != "auto":
         return vec_env
     cpus = available_cpus() if cpus is None else cpus
-    parallel = n_envs > 1 and cpus >= n_envs + AUTO_SUBPROC_SPARE_CPUS
+    parallel = n_envs > 1 and cpus >= AUTO_SUBPROC_MIN_CPUS
     return "subproc" if parallel and obs in AUTO_SUBPROC_MODES else "dummy"
 
 
