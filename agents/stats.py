@@ -461,6 +461,91 @@ def _check_reference(reference: Any) -> tuple[float, float, str, int | None]:
     seeds = getattr(reference, "seeds", None) or getattr(reference, "expert_returns", None)
     return expert, zero, str(getattr(reference, "source", "reference")), (len(seeds) if seeds else None)
 
+def _final_statistics(
+    normalised_final: dict[str, np.ndarray], zero: float, scale: float, reps: int, seed: int
+) -> tuple[dict, dict, np.ndarray, dict]:
+    """Per arm: aggregate metrics with CIs, the IQM in return units, and the performance profile
+    (all from the same bootstrap resamples); returns ``(aggregates, final_iqm, taus, profiles)``."""
+    all_final = np.concatenate(list(normalised_final.values()))
+    taus = np.linspace(min(0.0, float(all_final.min())), max(1.0, float(all_final.max())) + 0.05, 101)
+    k = len(METRICS)
+
+    def final_stats(s: np.ndarray) -> np.ndarray:  # metrics and profile from the same resamples
+        return np.concatenate([aggregate_metrics(s), score_distribution(s, taus)])
+
+    aggregates, final_iqm, profiles = {}, {}, {}
+    for a, scores in normalised_final.items():
+        pt, ci = interval_estimates({a: scores[:, None]}, final_stats, reps, random_state_for(seed, "final", a))
+        aggregates[a] = {m: (float(pt[a][i]), float(ci[a][0, i]), float(ci[a][1, i])) for i, m in enumerate(METRICS)}
+        p, lo, hi = aggregates[a]["IQM"]
+        final_iqm[a] = (zero + scale * p, zero + scale * lo, zero + scale * hi)  # IQM is affine-equivariant
+        profiles[a] = (pt[a][k:], ci[a][0, k:], ci[a][1, k:])
+    return aggregates, final_iqm, taus, profiles
+
+
+def _curve_statistics(
+    curves: dict[str, np.ndarray], grid: np.ndarray, threshold: float, budget: float, reps: int, seed: int
+) -> tuple[dict, dict]:
+    """Per arm: the IQM curve with its band and the steps to stay above ``threshold`` with its CI,
+    from the same resamples of whole runs; returns ``(curve_iqm, steps_to_threshold)``."""
+
+    def curve_stats(c: np.ndarray) -> np.ndarray:
+        m = iqm(c, axis=0)
+        s = steps_to_stay_above(grid, m, threshold)
+        return np.concatenate([m, [s if math.isfinite(s) else _BIG]])
+
+    curve_iqm, steps_to_threshold = {}, {}
+    for a, c in curves.items():
+        pt, ci = interval_estimates(
+            {a: _run_indices(len(c))}, lambda ix, c=c: curve_stats(c[_rows(ix)]), reps, random_state_for(seed, "curve", a)
+        )
+        curve_iqm[a] = (pt[a][:-1], ci[a][0, :-1], ci[a][1, :-1])
+        steps_to_threshold[a] = (_decode(pt[a][-1], budget), _decode(ci[a][0, -1], budget), _decode(ci[a][1, -1], budget))
+    return curve_iqm, steps_to_threshold
+
+
+def _improvements(
+    normalised_final: dict[str, np.ndarray], pairs: list[tuple[str, str]], reps: int, seed: int
+) -> dict[str, tuple[float, float, float]]:
+    """``"X,Y"`` -> P(a run of X beats a run of Y) on final normalised scores, with its CI."""
+    improvement = {}
+    for x, y in pairs:
+        key = f"{x},{y}"
+        pt, ci = interval_estimates(
+            {key: [normalised_final[x][:, None], normalised_final[y][:, None]]},
+            lambda a, b: np.array([probability_of_improvement(a, b)]),
+            reps,
+            random_state_for(seed, "improvement", key),
+        )
+        improvement[key] = (float(np.ravel(pt[key])[0]), float(np.ravel(ci[key][0])[0]), float(np.ravel(ci[key][1])[0]))
+    return improvement
+
+
+def _steps_ratios(
+    curves: dict[str, np.ndarray], grid: np.ndarray, threshold: float, budget: float, reps: int, seed: int
+) -> dict[str, Ratio]:
+    """Per repr arm: pixels' steps to ``threshold`` over the arm's, with a CI (both arms resampled)."""
+    if "pixels" not in curves:
+        return {}
+    cp = curves["pixels"]
+    steps_ratio = {}
+    for a in (a for a in curves if arm_rank(a) <= arm_rank("repr-x")):
+        cr = curves[a]
+
+        def ratio(ip: np.ndarray, ir: np.ndarray, cr: np.ndarray = cr) -> np.ndarray:
+            p = steps_to_stay_above(grid, iqm(cp[_rows(ip)], axis=0), threshold)
+            r = steps_to_stay_above(grid, iqm(cr[_rows(ir)], axis=0), threshold)
+            return np.minimum(np.array(ratio_bounds(p, r, budget)), _BIG)
+
+        pt, ci = interval_estimates(
+            {a: [_run_indices(len(cp)), _run_indices(len(cr))]}, ratio, reps, random_state_for(seed, "ratio", a)
+        )
+        lim = _BIG / 1e10
+        point = (_decode(pt[a][0], lim), _decode(pt[a][1], lim))
+        steps_ratio[a] = Ratio(point, (_decode(ci[a][0, 0], lim), _decode(ci[a][1, 1], lim)))
+    return steps_ratio
+
+
 
 def compare_runs(
     runs: list[RunRecord],
@@ -510,68 +595,12 @@ def compare_runs(
             f"{ref_episodes}: the normalisation compares different episode sets"
         )
 
-    aggregates, final_iqm = {}, {}
-    all_final = np.concatenate(list(normalised_final.values()))
-    taus = np.linspace(min(0.0, float(all_final.min())), max(1.0, float(all_final.max())) + 0.05, 101)
-    profiles = {}
-    k = len(METRICS)
-
-    def final_stats(s: np.ndarray) -> np.ndarray:  # metrics and profile from the same resamples
-        return np.concatenate([aggregate_metrics(s), score_distribution(s, taus)])
-
-    for a in arms:
-        pt, ci = interval_estimates({a: normalised_final[a][:, None]}, final_stats, reps, random_state_for(seed, "final", a))
-        aggregates[a] = {m: (float(pt[a][i]), float(ci[a][0, i]), float(ci[a][1, i])) for i, m in enumerate(METRICS)}
-        p, lo, hi = aggregates[a]["IQM"]
-        final_iqm[a] = (zero + scale * p, zero + scale * lo, zero + scale * hi)  # IQM is affine-equivariant
-        profiles[a] = (pt[a][k:], ci[a][0, k:], ci[a][1, k:])
-
-    # IQM curve band and steps to threshold from the same resamples of whole runs.
-    curve_iqm, steps_to_threshold = {}, {}
-
-    def curve_stats(c: np.ndarray) -> np.ndarray:
-        m = iqm(c, axis=0)
-        s = steps_to_stay_above(grid, m, threshold)
-        return np.concatenate([m, [s if math.isfinite(s) else _BIG]])
-
-    for a in arms:
-        c = curves[a]
-        pt, ci = interval_estimates(
-            {a: _run_indices(len(c))}, lambda ix, c=c: curve_stats(c[_rows(ix)]), reps, random_state_for(seed, "curve", a)
-        )
-        curve_iqm[a] = (pt[a][:-1], ci[a][0, :-1], ci[a][1, :-1])
-        steps_to_threshold[a] = (_decode(pt[a][-1], budget), _decode(ci[a][0, -1], budget), _decode(ci[a][1, -1], budget))
+    aggregates, final_iqm, taus, profiles = _final_statistics(normalised_final, zero, scale, reps, seed)
+    curve_iqm, steps_to_threshold = _curve_statistics(curves, grid, threshold, budget, reps, seed)
     run_steps = {a: [steps_to_stay_above(grid, c, threshold) for c in curves[a]] for a in arms}
-
     pairs = comparison_pairs(arms)
-    improvement = {}
-    for x, y in pairs:
-        key = f"{x},{y}"
-        pt, ci = interval_estimates(
-            {key: [normalised_final[x][:, None], normalised_final[y][:, None]]},
-            lambda a, b: np.array([probability_of_improvement(a, b)]),
-            reps,
-            random_state_for(seed, "improvement", key),
-        )
-        improvement[key] = (float(np.ravel(pt[key])[0]), float(np.ravel(ci[key][0])[0]), float(np.ravel(ci[key][1])[0]))
-
-    steps_ratio = {}
-    if "pixels" in arms:
-        cp = curves["pixels"]
-        for a in (a for a in arms if arm_rank(a) <= arm_rank("repr-x")):
-            cr = curves[a]
-
-            def ratio(ip: np.ndarray, ir: np.ndarray, cr: np.ndarray = cr) -> np.ndarray:
-                p = steps_to_stay_above(grid, iqm(cp[_rows(ip)], axis=0), threshold)
-                r = steps_to_stay_above(grid, iqm(cr[_rows(ir)], axis=0), threshold)
-                return np.minimum(np.array(ratio_bounds(p, r, budget)), _BIG)
-
-            pt, ci = interval_estimates(
-                {a: [_run_indices(len(cp)), _run_indices(len(cr))]}, ratio, reps, random_state_for(seed, "ratio", a)
-            )
-            lim = _BIG / 1e10
-            point = (_decode(pt[a][0], lim), _decode(pt[a][1], lim))
-            steps_ratio[a] = Ratio(point, (_decode(ci[a][0, 0], lim), _decode(ci[a][1, 1], lim)))
+    improvement = _improvements(normalised_final, pairs, reps, seed)
+    steps_ratio = _steps_ratios(curves, grid, threshold, budget, reps, seed)
 
     verdicts = {
         f"{x},{y}": pair_verdict(
