@@ -313,24 +313,7 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
             half_range = (env.action_space.high - env.action_space.low) / 2.0
             hp["action_noise"] = NormalActionNoise(np.zeros_like(half_range), defaults.action_noise_std * half_range)
 
-        if ckpt is None:
-            write_json_atomic(
-                out / CONFIG_FILE, {**resolved.to_dict(), "policy": defaults.policy, "resolved_hyperparams": json_safe(hp)}
-            )
-        enc_meta = _encoder_metadata(config.encoder, encoder) if encoder is not None else None
-        write_run_metadata(
-            out,
-            json_safe(resolved.to_dict()),
-            config.seed,
-            extra={
-                "encoder": enc_meta,
-                "device": str(device),
-                "observation_space": str(env.observation_space),
-                "action_space": str(env.action_space),
-                "resumed_from_step": None if ckpt is None else ckpt.step,
-                "model_format": "SB3 zip (contains pickled objects): load only models you produced yourself",
-            },
-        )
+        _write_run_files(out, resolved, defaults.policy, hp, encoder, str(device), env, ckpt)
 
         algo_cls = getattr(sb3, ALGO_CLASSES[config.algo])
         tb_dir = out / "tb"
@@ -376,26 +359,10 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
             last = evaluate_on_seeds(model, eval_env, seeds)
             recorder.add(model.num_timesteps, last.returns, last.lengths, last.successes)
         _save_final_model(out, model, env)
-        final = recorder.rows[-1]
-        done = {
-            "arm": config.arm_name,
-            "obs": config.obs,
-            "algo": config.algo,
-            "seed": config.seed,
-            "timesteps": int(model.num_timesteps),
-            "final_mean_return": final["mean_return"],
-            "final_success_rate": final["success_rate"],
-            "evaluations": len(recorder.rows),
-            "eval_seed": config.eval_seed,
-            "eval_episodes": config.eval_episodes,
-            "resumed_from": list(resumed_from),
-            "wall_s": round(recorder.elapsed_s, 3),
-            "steps_per_s": round((model.num_timesteps - start_steps) / max(train_s, 1e-9), 2),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        done = _done_record(config, model, recorder, resumed_from, start_steps, train_s)
         write_json_atomic(out / DONE_FILE, done)  # last: marks the run finished
         log(
-            f"done: {model.num_timesteps} steps, final mean return {final['mean_return']:.3f}, "
+            f"done: {model.num_timesteps} steps, final mean return {done['final_mean_return']:.3f}, "
             f"{done['steps_per_s']:.0f} steps/s -> {out}"
         )
         return done
@@ -419,6 +386,51 @@ def _resolve(config: TrainConfig) -> TrainConfig:
     eval_freq = max(n_envs, (config.eval_freq // n_envs) * n_envs)
     vec_env = resolve_vec_env(config.vec_env, config.obs, n_envs)
     return replace(config, arm=config.arm_name, n_envs=n_envs, eval_freq=eval_freq, env_kwargs=env_kwargs, vec_env=vec_env)
+
+
+def _write_run_files(
+    out: Path, resolved: TrainConfig, policy: str, hp: dict[str, Any], encoder: Any, device: str, env: Any, ckpt: Any
+) -> None:
+    """``config.json`` (a fresh run only: a resumed run keeps its own) and ``run.json``
+    (versions, seed, encoder checksum, spaces, the checkpoint resumed from)."""
+    if ckpt is None:
+        write_json_atomic(out / CONFIG_FILE, {**resolved.to_dict(), "policy": policy, "resolved_hyperparams": json_safe(hp)})
+    write_run_metadata(
+        out,
+        json_safe(resolved.to_dict()),
+        resolved.seed,
+        extra={
+            "encoder": _encoder_metadata(resolved.encoder, encoder) if encoder is not None else None,
+            "device": device,
+            "observation_space": str(env.observation_space),
+            "action_space": str(env.action_space),
+            "resumed_from_step": None if ckpt is None else ckpt.step,
+            "model_format": "SB3 zip (contains pickled objects): load only models you produced yourself",
+        },
+    )
+
+
+def _done_record(
+    config: TrainConfig, model: Any, recorder: Any, resumed_from: tuple[int, ...], start_steps: int, train_s: float
+) -> dict[str, Any]:
+    """The contents of ``done.json``: what ran, the final evaluation, timing."""
+    final = recorder.rows[-1]
+    return {
+        "arm": config.arm_name,
+        "obs": config.obs,
+        "algo": config.algo,
+        "seed": config.seed,
+        "timesteps": int(model.num_timesteps),
+        "final_mean_return": final["mean_return"],
+        "final_success_rate": final["success_rate"],
+        "evaluations": len(recorder.rows),
+        "eval_seed": config.eval_seed,
+        "eval_episodes": config.eval_episodes,
+        "resumed_from": list(resumed_from),
+        "wall_s": round(recorder.elapsed_s, 3),
+        "steps_per_s": round((model.num_timesteps - start_steps) / max(train_s, 1e-9), 2),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def _encoder_metadata(path: str, encoder: Any) -> dict[str, Any]:
