@@ -72,6 +72,16 @@ def default_checks(quick: bool) -> list[Check]:
     ]
 
 
+def _run_command(cmd: list[str], check: Check) -> tuple[int, float]:
+    """Run ``cmd`` with the check's env options appended; returns (exit code, seconds)."""
+    for k, v in check.env_kwargs.items():
+        cmd += ["--env-kwarg", f"{k}={json.dumps(v)}"]
+    print("$ " + " ".join(cmd), flush=True)
+    t0 = time.monotonic()
+    code = subprocess.call(cmd)
+    return code, time.monotonic() - t0
+
+
 def run_grid_check(check: Check, out: Path) -> dict:
     """A ``wm agent compare`` grid of one state arm; judged on its IQM normalised final score."""
     grid = out / check.name
@@ -79,12 +89,7 @@ def run_grid_check(check: Check, out: Path) -> dict:
            "--algo", check.algo, "--seeds", str(check.seeds), "--steps", str(check.steps),
            "--eval-freq", str(check.eval_freq), "--eval-episodes", str(check.eval_episodes), "--out", str(grid),
            *check.train_args]
-    for k, v in check.env_kwargs.items():
-        cmd += ["--env-kwarg", f"{k}={json.dumps(v)}"]
-    print("$ " + " ".join(cmd), flush=True)
-    t0 = time.monotonic()
-    code = subprocess.call(cmd)
-    seconds = time.monotonic() - t0
+    code, seconds = _run_command(cmd, check)
     if code != 0:
         return {"check": asdict(check), "passed": False, "error": f"the grid failed with exit code {code}"}
     summary = json.loads((grid / "summary.json").read_text())
@@ -118,12 +123,7 @@ def run_check(check: Check, out: Path) -> dict:
     cmd = [sys.executable, "-m", "agents.cli", "agent", "train", "--env", check.env_id, "--obs", "state",
            "--algo", check.algo, "--steps", str(check.steps), "--eval-freq", str(check.eval_freq),
            "--eval-episodes", str(check.eval_episodes), "--out", str(run), "--threads", "1", *check.train_args]
-    for k, v in check.env_kwargs.items():
-        cmd += ["--env-kwarg", f"{k}={json.dumps(v)}"]
-    print("$ " + " ".join(cmd), flush=True)
-    t0 = time.monotonic()
-    code = subprocess.call(cmd)
-    seconds = time.monotonic() - t0
+    code, seconds = _run_command(cmd, check)
     if code != 0:
         return {"check": asdict(check), "passed": False, "error": f"training failed with exit code {code}"}
     steps, returns, success = _read_curve(run)
