@@ -145,12 +145,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "demo",
-        help="the main job: dataset -> GQN -> frozen encoder -> PPO on pixels/repr/state -> report",
-        description="Collect a small Jaco moving-camera dataset, train a small GQN, freeze it, train PPO on pixels, the "
-        "representation and the state, compare them and write the report. --preset small fits a 2-core CPU in ~20 "
-        "minutes; --preset full is the GPU-scale version of the same study. Rerunning resumes finished stages.",
+        help="the main job: dataset -> GQN -> frozen encoder -> state probe -> PPO on pixels/repr/state -> report",
+        description="Collect a Jaco dataset (orbit cameras, target marker), train a geometry-aware GQN, freeze it, probe "
+        "its features for the world state, train PPO on pixels, the representation (and its untrained control) and the "
+        "state with a moving camera (and, in the larger presets, with a fixed camera), compare them and write the "
+        "reports. --preset small is a smoke test that fits a 2-core CPU in ~20 minutes; --preset study is meant for "
+        "<= 2 h on a 2-core CPU (resumable: rerun to continue); --preset full is the GPU-scale version of the same "
+        "study. Rerunning resumes finished stages.",
     )
-    p.add_argument("--preset", default="small", choices=("small", "full"), help="study size (default small)")
+    p.add_argument("--preset", default="small", choices=("small", "study", "full"), help="study size (default small)")
     p.add_argument("--out", default="wm_out/demo", help="output directory (default ./wm_out/demo)")
     p.add_argument("--jobs", type=int, default=None, help="agent runs in parallel (default: one per core)")
     p.add_argument("--device", default=None, help="device for GQN training (default: the preset's)")

@@ -24,7 +24,9 @@ DEFAULT_EVAL_SEED = 1_000_000
 #: Evaluation episodes per evaluation point.
 DEFAULT_EVAL_EPISODES = 30
 #: Env options that change only what is seen, not the task: dropped when measuring the reference.
-VISUAL_KWARGS: tuple[str, ...] = ("camera", "size", "channel_order", "domain", "render_mode", "render_size", "obs")
+VISUAL_KWARGS: tuple[str, ...] = (
+    "camera", "size", "channel_order", "domain", "render_mode", "render_size", "obs", "target_marker",
+)
 
 
 def evaluation_seeds(eval_seed: int = DEFAULT_EVAL_SEED, episodes: int = DEFAULT_EVAL_EPISODES) -> list[int]:

@@ -128,6 +128,7 @@ class JacoReachEnv(gym.Env):
         render_size: int | None = None,
         episode_length: int = 200,
         reward_margin: float = 0.5,
+        target_marker: bool = False,
     ) -> None:
         self.camera_mode = check_choice("camera", camera, CAMERA_MODES)
         self.obs_mode = check_choice("obs", obs, OBS_MODES)
@@ -152,7 +153,8 @@ class JacoReachEnv(gym.Env):
         self._fixed_domain = resolve_domain(domain)  # None: randomised at every reset
         self.domain: Domain = self._fixed_domain or DOMAINS["sim"]
 
-        self.model = jm.build_model(self.domain, room=self._room)
+        self.target_marker = bool(target_marker)
+        self.model = jm.build_model(self.domain, room=self._room, target_marker=self.target_marker)
         self.data = mujoco.MjData(self.model)
         self._ids = jm.JacoIds(self.model)
         self._hand = self.data.site_xpos[self._ids.hand_site]  # views: always current
@@ -255,7 +257,7 @@ class JacoReachEnv(gym.Env):
         target = self._sample_target(rng)
         if "target" in options:
             target = np.asarray(options["target"], dtype=np.float64).reshape(3)
-        self.data.mocap_pos[self._ids.target_mocap] = target
+        jm.place_target(self.data, self._ids, target)
         q = self._sample_qpos(rng)
         if "qpos" in options:
             q = np.clip(np.asarray(options["qpos"], dtype=np.float64).reshape(jm.N_JOINTS), *jm.JOINT_RANGES.T)

@@ -77,7 +77,10 @@ FIXED_AZIMUTH = float(np.deg2rad(-60.0))
 HOME_QPOS = np.array([0.0, 0.4, 1.3, 0.0, 0.8, 0.0, 0.3, 0.3, 0.3], dtype=np.float64)
 START_NOISE = np.array([np.pi, 0.4, 0.5, 1.0, 0.6, 1.0, 0.3, 0.3, 0.3], dtype=np.float64)
 
-_MATERIALS = ("body", "accent", "target", "wall")
+_MATERIALS = ("body", "accent", "target", "wall", "target_marker")
+
+#: Brightness of the floor marker under the target relative to the target's colour.
+MARKER_SHADE = 0.45
 
 #: Half side (m) and height (m) of the room of ``wm/JacoReach-v1`` (walls at x, y = +-ROOM_HALF_SIZE).
 ROOM_HALF_SIZE = 2.6
@@ -104,13 +107,25 @@ def _room_xml() -> str:
     )
 
 
-def jaco_xml(domain: Domain, room: bool = False) -> str:
+def _marker_xml() -> str:
+    # A flat disc on the floor under the target, moved with it (a second mocap body). It plays
+    # the part of a drop shadow under an overhead light: it shows where on the floor the target
+    # stands, which one view of a floating sphere cannot tell (its depth along the ray).
+    return (
+        '<body name="target_marker" mocap="true" pos="0.4 0 0">'
+        f'<geom name="target_marker" type="cylinder" pos="0 0 0.002" size="{TARGET_RADIUS} 0.002" material="target_marker" '
+        'contype="0" conaffinity="0"/></body>'
+    )
+
+
+def jaco_xml(domain: Domain, room: bool = False, target_marker: bool = False) -> str:
     """The arm scene's MJCF, with the light and headlight of ``domain``.
 
     Colours are neutral placeholders; :func:`apply_domain` sets them on the compiled model.
     Floor materials for every texture in :data:`envs.domain.TEXTURES` are white so that the
     material colour set at run time tints them. ``room=True`` adds four walls
     (:func:`_room_xml`; ``wm/JacoReach-v1``), ``False`` keeps v0's open floor.
+    ``target_marker=True`` adds a disc on the floor under the target (:func:`place_target` moves both).
     """
     white = Domain(floor_rgb=(1.0, 1.0, 1.0))
     floors = "".join(
@@ -148,6 +163,7 @@ def jaco_xml(domain: Domain, room: bool = False) -> str:
     <material name="accent" rgba="0.8 0.8 0.8 1"/>
     <material name="target" rgba="1 0 0 1"/>
     <material name="wall" rgba="0.6 0.65 0.75 1"/>
+    <material name="target_marker" rgba="0.45 0 0 1"/>
   </asset>
   <worldbody>
     {light_xml(domain)}
@@ -187,6 +203,7 @@ def jaco_xml(domain: Domain, room: bool = False) -> str:
     <body name="target" mocap="true" pos="0.4 0 0.3">
       <geom name="target" type="sphere" size="{TARGET_RADIUS}" material="target" {ghost}/>
     </body>
+    {_marker_xml() if target_marker else ""}
   </worldbody>
   <actuator>
     {"".join(
@@ -207,7 +224,11 @@ class JacoIds:
         self.target_geom = name(model, mujoco.mjtObj.mjOBJ_GEOM, "target")
         self.floor_geom = name(model, mujoco.mjtObj.mjOBJ_GEOM, "floor")
         self.target_mocap = int(model.body_mocapid[name(model, mujoco.mjtObj.mjOBJ_BODY, "target")])
-        self.materials = {m: name(model, mujoco.mjtObj.mjOBJ_MATERIAL, m) for m in _MATERIALS}
+        marker = name(model, mujoco.mjtObj.mjOBJ_BODY, "target_marker")
+        #: mocap index of the floor marker under the target, or -1 when the model has none.
+        self.marker_mocap = int(model.body_mocapid[marker]) if marker >= 0 else -1
+        found = {m: name(model, mujoco.mjtObj.mjOBJ_MATERIAL, m) for m in _MATERIALS}
+        self.materials = {m: i for m, i in found.items() if i >= 0}
         self.floor_materials = {t: name(model, mujoco.mjtObj.mjOBJ_MATERIAL, _floor_material(t)) for t in TEXTURES}
         joints = [name(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in JOINT_NAMES]
         self.qpos = np.array([model.jnt_qposadr[j] for j in joints])
@@ -216,9 +237,10 @@ class JacoIds:
             raise AssertionError("Jaco joints must occupy qpos/qvel[0:9] in JOINT_NAMES order")
 
 
-def build_model(domain: Domain, room: bool = False) -> mujoco.MjModel:
-    """Compile the arm scene (with walls when ``room``) and set its appearance to ``domain``."""
-    model = mujoco.MjModel.from_xml_string(jaco_xml(domain, room=room))
+def build_model(domain: Domain, room: bool = False, target_marker: bool = False) -> mujoco.MjModel:
+    """Compile the arm scene (with walls when ``room``, the floor marker when ``target_marker``)
+    and set its appearance to ``domain``."""
+    model = mujoco.MjModel.from_xml_string(jaco_xml(domain, room=room, target_marker=target_marker))
     apply_domain(model, domain, JacoIds(model))
     return model
 
@@ -233,6 +255,8 @@ def apply_domain(model: mujoco.MjModel, domain: Domain, ids: JacoIds) -> None:
     ``0.8 * floor_rgb`` here (``envs.domain.floor_texture_xml`` bakes ``0.75 * rgb + 0.05``).
     """
     colours = (("body", domain.body_rgb), ("accent", domain.accent_rgb), ("target", domain.target_rgb), ("wall", domain.wall_rgb))
+    if "target_marker" in ids.materials:
+        colours += (("target_marker", tuple(MARKER_SHADE * c for c in domain.target_rgb)),)
     for key, rgb in colours:
         model.mat_rgba[ids.materials[key], :3] = rgb
     floor_mat = ids.floor_materials[domain.floor_texture]
@@ -242,6 +266,13 @@ def apply_domain(model: mujoco.MjModel, domain: Domain, ids: JacoIds) -> None:
     model.light_dir[0] = d / max(float(np.linalg.norm(d)), 1e-9)
     model.light_diffuse[0] = domain.light_intensity
     model.vis.headlight.ambient[:] = domain.ambient
+
+
+def place_target(data: mujoco.MjData, ids: JacoIds, target: np.ndarray) -> None:
+    """Put the target centre at ``target`` (and the floor marker, if any, on the floor under it)."""
+    data.mocap_pos[ids.target_mocap] = target
+    if ids.marker_mocap >= 0:
+        data.mocap_pos[ids.marker_mocap] = (float(target[0]), float(target[1]), 0.0)
 
 
 def sample_target(rng: np.random.Generator) -> np.ndarray:

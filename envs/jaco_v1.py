@@ -107,6 +107,12 @@ class JacoReachV1Env(JacoReachEnv):
     **Camera**: ``fixed`` / ``random`` / ``moving`` as v0, on :data:`ORBIT_V1` (centred over the
     workspace, 1.3-1.7 m away, elevation 15-50 deg), always inside the room.
 
+    **Target marker** (``target_marker=True``, off by default): a flat disc on the floor under the
+    target, a darker shade of its colour, moved with it; visual only. One view of a floating sphere
+    does not tell how far along the line of sight it is (a probe given the exact image position of
+    the target and the camera pose recovers its world position with R² ~0.68, docs/probe.md); the
+    marker shows where on the floor it stands, as a drop shadow under an overhead light would.
+
     **Info**: ``"is_success"`` (SB3's key; ``"success"`` is an alias), ``"distance"``,
     ``"viewpoint"``; after reset ``"domain"``. Reset options, domains, seeding, rendering and
     pickling: as v0 (:class:`envs.jaco.JacoReachEnv`).
@@ -126,6 +132,7 @@ class JacoReachV1Env(JacoReachEnv):
         render_mode: str | None = None,
         render_size: int | None = None,
         fingers: bool = False,
+        target_marker: bool = False,
     ) -> None:
         self.fingers = bool(fingers)
         self._state_dim = STATE_DIM_V1_FINGERS if self.fingers else STATE_DIM_V1
@@ -133,6 +140,7 @@ class JacoReachV1Env(JacoReachEnv):
         super().__init__(
             camera=camera, obs=obs, size=size, channel_order=channel_order, domain=domain,
             render_mode=render_mode, render_size=render_size, episode_length=EPISODE_STEPS, reward_margin=REWARD_MARGIN,
+            target_marker=target_marker,
         )
 
     def _truncates(self) -> bool:

@@ -213,3 +213,36 @@ def test_v1_scenes_show_the_v1_world():
     assert old.metadata["env_id"] == "wm/JacoReach-v0"
     with pytest.raises(ValueError, match="'v1'"):
         generate_scene("jaco", seed=0, index=0, views=1, size=32, task="v2")
+
+
+def test_target_marker_sits_on_the_floor_under_the_target_and_changes_only_pixels():
+    plain, marked = make(obs="pixels", camera="random", size=64), make(obs="pixels", camera="random", size=64, target_marker=True)
+    ids = marked.unwrapped._ids
+    assert plain.unwrapped._ids.marker_mocap == -1 and ids.marker_mocap >= 0
+    changed = 0
+    for seed in range(4):
+        a, _ = plain.reset(seed=seed)
+        b, _ = marked.reset(seed=seed)
+        target = marked.unwrapped.target_position
+        np.testing.assert_allclose(marked.unwrapped.data.mocap_pos[ids.marker_mocap], [target[0], target[1], 0.0])
+        np.testing.assert_allclose(plain.unwrapped.target_position, target)  # same task for a seed
+        changed += int(np.abs(a.astype(int) - b.astype(int)).sum() > 0)
+        # the reset option moves the marker too
+        marked.reset(seed=seed, options={"target": [0.5, -0.1, 0.3]})
+        np.testing.assert_allclose(marked.unwrapped.data.mocap_pos[ids.marker_mocap], [0.5, -0.1, 0.0])
+    assert changed >= 3  # the disc is visible in (almost) every view
+    # its colour is a darker shade of the target's, set by the domain
+    mat = ids.materials["target_marker"]
+    np.testing.assert_allclose(
+        marked.unwrapped.model.mat_rgba[mat, :3], jm.MARKER_SHADE * np.asarray(marked.unwrapped.domain.target_rgb), atol=1e-6
+    )
+    s1 = make(obs="state", target_marker=True).reset(seed=3)[0]
+    np.testing.assert_array_equal(s1, make(obs="state").reset(seed=3)[0])
+
+
+def test_scenes_with_the_target_marker():
+    rec = generate_scene("jaco", seed=0, index=1, views=2, size=32, target_marker=True)
+    plain = generate_scene("jaco", seed=0, index=1, views=2, size=32)
+    assert rec.metadata["target_marker"] is True and plain.metadata["target_marker"] is False
+    np.testing.assert_array_equal(rec.extras["target"], plain.extras["target"])
+    assert np.abs(rec.frames.astype(int) - plain.frames.astype(int)).sum() > 0

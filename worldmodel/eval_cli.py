@@ -152,7 +152,7 @@ def _head_options(p: argparse.ArgumentParser, steps: int) -> None:
 
 def add_commands(subparsers: Any) -> None:
     """Register ``wm eval`` with the ``wm`` dispatcher."""
-    ev = subparsers.add_parser("eval", help="downstream evaluations of trained representations (niso ...)",
+    ev = subparsers.add_parser("eval", help="downstream evaluations of trained representations (niso, probe)",
                                description="Downstream evaluations of trained representation learners.")
     learners = ev.add_subparsers(dest="eval_learner", metavar="LEARNER", required=True)
     niso = learners.add_parser("niso", help="NISO: classification under homographies, equivariance error, camera pose",
@@ -194,3 +194,7 @@ def add_commands(subparsers: Any) -> None:
     _head_options(p, 2000)
     _common(p, source=False)
     p.set_defaults(handler=handle_pose)
+
+    from worldmodel.eval.probe_cli import add_probe_parser
+
+    add_probe_parser(learners)

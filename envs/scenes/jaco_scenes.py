@@ -40,8 +40,8 @@ ENV_ID = SCENE_TASKS["v1"]
 class _SceneWorld:
     """A compiled arm model, its data and an offscreen renderer of one size (one per process)."""
 
-    def __init__(self, size: int, task: str) -> None:
-        self.model = jm.build_model(DOMAINS["sim"], room=task == "v1")
+    def __init__(self, size: int, task: str, target_marker: bool = False) -> None:
+        self.model = jm.build_model(DOMAINS["sim"], room=task == "v1", target_marker=target_marker)
         self.data = mujoco.MjData(self.model)
         self.ids = jm.JacoIds(self.model)
         self.renderer = OffscreenRenderer(self.model, size, size)
@@ -54,12 +54,12 @@ _WORLDS: dict[tuple[int, int], _SceneWorld] = {}
 _INHERITED: list[_SceneWorld] = []
 
 
-def _world(size: int, task: str) -> _SceneWorld:
-    key = (os.getpid(), size, task)
+def _world(size: int, task: str, target_marker: bool = False) -> _SceneWorld:
+    key = (os.getpid(), size, task, target_marker)
     if key not in _WORLDS:
         for stale in [k for k in _WORLDS if k[0] != key[0]]:
             _INHERITED.append(_WORLDS.pop(stale))
-        _WORLDS[key] = _SceneWorld(size, task)
+        _WORLDS[key] = _SceneWorld(size, task, target_marker)
     return _WORLDS[key]
 
 
@@ -72,6 +72,7 @@ def generate(
     domain: str | Domain = "sim",
     steps_per_view: int = 5,
     task: str = "v1",
+    target_marker: bool = False,
 ) -> SceneRecord:
     """Render scene ``index`` of the dataset with base ``seed``: ``views`` images of ``size`` px.
 
@@ -85,6 +86,8 @@ def generate(
         domain: ``"sim"``, ``"real"``, ``"randomised"`` (drawn per scene) or a :class:`Domain`.
         steps_per_view: rig steps between consecutive trajectory views (a frame skip, >= 1).
         task: ``"v1"`` (the world of ``wm/JacoReach-v1``) or ``"v0"`` (see the module doc).
+        target_marker: show the env's floor marker under the target (``target_marker=True`` of
+            the envs), so that datasets match agents run with it.
 
     Returns:
         A :class:`SceneRecord` with ``frames`` uint8 [V,size,size,3], ``cameras`` float32 [V,5],
@@ -107,17 +110,17 @@ def generate(
     world_rng, cam_rng, domain_rng, noise_rng = rng.spawn(4)
     dom = resolve_domain(domain) or random_domain(domain_rng)
 
-    w = _world(int(size), task)
+    w = _world(int(size), task, bool(target_marker))
     model, data = w.model, w.data
     jm.apply_domain(model, dom, w.ids)
     mujoco.mj_resetData(model, data)
     if task == "v1":
         target = world_rng.uniform(v1.TARGET_BOX[:, 0], v1.TARGET_BOX[:, 1])
-        data.mocap_pos[w.ids.target_mocap] = target
+        jm.place_target(data, w.ids, target)
         qpos = v1.sample_start_qpos(world_rng, model, data, w.ids)  # also runs mj_forward
     else:
         target = jm.sample_target(world_rng)
-        data.mocap_pos[w.ids.target_mocap] = target
+        jm.place_target(data, w.ids, target)
         qpos = jm.sample_qpos(world_rng, model, data)  # also runs mj_forward (light direction included)
 
     rig = OrbitRig(v1.ORBIT_V1 if task == "v1" else jm.ORBIT)
@@ -138,6 +141,7 @@ def generate(
         "source": "jaco",
         "env_id": SCENE_TASKS[task],
         "task": task,
+        "target_marker": bool(target_marker),
         "seed": int(seed),
         "index": int(index),
         "camera": camera,

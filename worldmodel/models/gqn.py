@@ -30,6 +30,7 @@ from torch import nn
 
 from worldmodel.models.gqn_config import LATENT_STRIDE, GQNConfig
 from worldmodel.models.gqn_generation import GenerationNetwork, GenerationOutput
+from worldmodel.models.gqn_lifted import LiftedRepresentation
 from worldmodel.models.gqn_representation import aggregate, make_representation
 from worldmodel.train.schedules import linear_anneal
 
@@ -48,7 +49,14 @@ class GQN(nn.Module):
         scale = torch.ones(config.viewpoint_dim)
         scale[:3] = 1.0 / float(config.position_scale or 1.0)
         self.register_buffer("viewpoint_scale", scale, persistent=False)
-        self.psi = make_representation(config.representation, config.r_channels, config.viewpoint_dim, config.image_size)
+        if config.representation == "lifted":
+            self.psi = LiftedRepresentation(
+                config.volume_channels, config.image_size, tuple(config.volume_bounds), tuple(config.volume_size),
+                config.fovy_deg, float(config.position_scale or 1.0), config.r_channels, config.ray_samples,
+                tuple(config.ray_depth),
+            )
+        else:
+            self.psi = make_representation(config.representation, config.r_channels, config.viewpoint_dim, config.image_size)
         self.generator = GenerationNetwork(config)
         # Not persistent: it is a function of the step, restored by set_step on resume.
         self.register_buffer("sigma", torch.tensor(float(config.sigma_start)), persistent=False)
@@ -84,19 +92,31 @@ class GQN(nn.Module):
         self._check_images(frames, "frames")
         return self.psi(frames, self._viewpoints(viewpoints))
 
-    def represent(self, context_frames: torch.Tensor, context_viewpoints: torch.Tensor) -> torch.Tensor:
+    def represent(
+        self, context_frames: torch.Tensor, context_viewpoints: torch.Tensor, query_viewpoint: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Scene representation ``r = sum_k psi(x_k, v_k)`` on the latent grid: ``[B,C,H/4,W/4]``.
 
         ``context_frames [B,K,3,H,W]``, ``context_viewpoints [B,K,7]``; K may be 0 (r = 0).
-        Pooled representations (1x1) are broadcast to the grid.
+        Pooled representations (1x1) are broadcast to the grid. The 'lifted' representation sums
+        world volumes and renders the sum into ``query_viewpoint [B,7]`` (required for it).
         """
         self._check_images(context_frames, "context_frames")
         b, k = context_frames.shape[:2]
         grid = self.config.image_size // LATENT_STRIDE
+        lifted = self.config.representation == "lifted"
+        if lifted and query_viewpoint is None:
+            raise ValueError("the 'lifted' representation renders r into the query view: pass query_viewpoint")
         if k == 0:
             dtype = next(self.parameters()).dtype
-            return context_frames.new_zeros(b, self.config.r_channels, grid, grid, dtype=dtype)
-        r = aggregate(self.psi, context_frames, self._viewpoints(context_viewpoints))
+            if not lifted:
+                return context_frames.new_zeros(b, self.config.r_channels, grid, grid, dtype=dtype)
+            gx, gy, gz = self.config.volume_size
+            r = context_frames.new_zeros(b, self.config.volume_channels, gz, gy, gx, dtype=dtype)
+        else:
+            r = aggregate(self.psi, context_frames, self._viewpoints(context_viewpoints))
+        if lifted:
+            return self.psi.render(r, self._viewpoints(query_viewpoint), grid)
         if r.shape[-1] != grid:
             r = r.expand(-1, -1, grid, grid)
         return r
@@ -106,7 +126,7 @@ class GQN(nn.Module):
         or the flattened psi map ('spatial'), see ``GQNConfig.features``."""
         r = self.psi_map(frames, viewpoints)
         if self.config.features == "pooled":
-            return r.mean(dim=(2, 3))
+            return r.flatten(2).mean(dim=2)
         return r.flatten(1)
 
     # ------------------------------------------------------------------ objective
@@ -116,7 +136,7 @@ class GQN(nn.Module):
     ) -> tuple[dict[str, torch.Tensor], GenerationOutput]:
         x, v = batch["query_frame"], batch["query_viewpoint"]
         self._check_images(x, "query_frame")
-        r = self.represent(batch["context_frames"], batch["context_viewpoints"])
+        r = self.represent(batch["context_frames"], batch["context_viewpoints"], v)
         out = self.generator.run(self._viewpoints(v), r, x)
         sigma_t = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
         # Gaussian log-density summed over the 3*H*W values (written out: no per-element std tensor).
@@ -125,8 +145,9 @@ class GQN(nn.Module):
         nll = 0.5 * sq / sigma_t**2 + dims * (torch.log(sigma_t) + 0.5 * math.log(2 * math.pi))
         kl = out.kl
         neg_elbo = nll + kl
+        loss = neg_elbo if self.config.kl_weight == 1.0 else nll + self.config.kl_weight * kl
         metrics = {
-            "loss": neg_elbo.mean(),
+            "loss": loss.mean(),
             "elbo": -neg_elbo.mean(),
             "nll": nll.mean(),
             "kl": kl.mean(),
@@ -136,7 +157,8 @@ class GQN(nn.Module):
         return metrics, out
 
     def loss(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Negative ELBO per image (nats) as ``"loss"``, plus elbo, nll, kl, bits_per_dim, sigma."""
+        """Training loss ``nll + kl_weight * kl`` per image (nats; the negative ELBO at ``kl_weight = 1``) as ``"loss"``,
+    plus elbo, nll, kl, bits_per_dim, sigma."""
         metrics, _ = self._elbo(batch, self.sigma)
         return metrics
 
@@ -155,7 +177,7 @@ class GQN(nn.Module):
         self, context_frames: torch.Tensor, context_viewpoints: torch.Tensor, query_viewpoint: torch.Tensor
     ) -> torch.Tensor:
         """Novel view: mean image ``[B,3,H,W]`` (clamped to [0,1]) of a sample of the latents from the prior."""
-        r = self.represent(context_frames, context_viewpoints)
+        r = self.represent(context_frames, context_viewpoints, query_viewpoint)
         return self.generator.run(self._viewpoints(query_viewpoint), r, None).mean.clamp(0, 1)
 
     @torch.no_grad()
@@ -168,7 +190,7 @@ class GQN(nn.Module):
     ) -> torch.Tensor:
         """Mean image ``[B,3,H,W]`` (clamped to [0,1]) with latents drawn from the posterior given the query image."""
         self._check_images(query_frame, "query_frame")
-        r = self.represent(context_frames, context_viewpoints)
+        r = self.represent(context_frames, context_viewpoints, query_viewpoint)
         return self.generator.run(self._viewpoints(query_viewpoint), r, query_frame).mean.clamp(0, 1)
 
     @torch.no_grad()
@@ -187,7 +209,7 @@ class GQN(nn.Module):
         ``samples`` draws.
         """
         self._check_images(query_frame, "query_frame")
-        r = self.represent(context_frames, context_viewpoints)
+        r = self.represent(context_frames, context_viewpoints, query_viewpoint)
         v = self._viewpoints(query_viewpoint)
         total = sum(self.generator.run(v, r, query_frame).kl for _ in range(samples))
         return total / samples

@@ -23,7 +23,7 @@ import numpy as np
 from worldmodel.models.registry import LearnerSpec
 from worldmodel.train.config import check_choice
 
-REPRESENTATIONS: tuple[str, ...] = ("tower", "pool", "pyramid")
+REPRESENTATIONS: tuple[str, ...] = ("tower", "pool", "pyramid", "lifted")
 FEATURES: tuple[str, ...] = ("pooled", "spatial")
 MEAN_ACTIVATIONS: tuple[str, ...] = ("linear", "sigmoid")
 
@@ -37,9 +37,10 @@ class GQNConfig:
 
     image_size: int | None = None
     """Square image size in pixels (a multiple of 4, of 8 for 'pyramid'); None: taken from the training data."""
-    representation: Literal["tower", "pool", "pyramid"] = "tower"
-    """Representation network psi: 'tower' (r is r_channels x H/4 x W/4), 'pool' (tower + global average pool) or 'pyramid' (r is
-    r_channels x 1 x 1)."""
+    representation: Literal["tower", "pool", "pyramid", "lifted"] = "tower"
+    """Representation network psi: 'tower' (r is r_channels x H/4 x W/4), 'pool' (tower + global average pool), 'pyramid' (r is
+    r_channels x 1 x 1) or 'lifted' (this toolkit's geometry-aware variant: each view's features lifted into a world-frame volume
+    with the camera's pinhole geometry, rendered into the query view for the generator; see :mod:`gqn_lifted`)."""
     r_channels: int = 64
     """Channels of the scene representation r (256 in the paper)."""
     hidden_channels: int = 32
@@ -61,6 +62,10 @@ class GQNConfig:
     mean_activation: Literal["linear", "sigmoid"] = "linear"
     """Output mean of the Gaussian likelihood: 'linear' (a 1x1 conv of the canvas) or 'sigmoid' (squashed to [0,1], as in several
     public ports; it saturates on dark backgrounds and then learns far more slowly at first)."""
+    kl_weight: float = 1.0
+    """Weight of the KL term in the training loss (1: the ELBO of the paper). Above 1 the latent becomes expensive, so the
+    generator must take what it renders from the representation r rather than from the query image through the posterior
+    (as a beta-VAE weights its KL); reported ELBOs are always the unweighted ones."""
     sigma_start: float = 2.0
     """Pixel standard deviation of the Gaussian likelihood at step 0."""
     sigma_end: float = 0.7
@@ -72,7 +77,19 @@ class GQNConfig:
     value of the dataset's source (rooms 5, jaco 7, maze 20, Shepard-Metzler 15), at most views - 1."""
     features: Literal["pooled", "spatial"] = "pooled"
     """Frozen-encoder features of a single view: 'pooled' (psi averaged over space, r_channels values) or 'spatial' (the flattened
-    psi map)."""
+    psi map; for 'lifted', the flattened world volume)."""
+    volume_bounds: tuple[float, float, float, float, float, float] = (-0.3, 0.8, -0.55, 0.55, 0.0, 0.88)
+    """'lifted' only: world box (x0, x1, y0, y1, z0, z1) in metres of the feature volume (default: the Jaco arm's workspace)."""
+    volume_size: tuple[int, int, int] = (12, 12, 8)
+    """'lifted' only: cells (gx, gy, gz) of the feature volume."""
+    volume_channels: int = 8
+    """'lifted' only: feature channels per volume cell."""
+    fovy_deg: float = 45.0
+    """'lifted' only: vertical field of view of the cameras (degrees; MuJoCo's default, used by the Jaco scenes)."""
+    ray_samples: int = 16
+    """'lifted' only: depths sampled along each query ray when the volume is rendered for the generator."""
+    ray_depth: tuple[float, float] = (0.6, 2.8)
+    """'lifted' only: nearest and farthest depth (metres) of the ray samples."""
 
     def __post_init__(self) -> None:
         check_choice("representation", self.representation, REPRESENTATIONS)
@@ -85,6 +102,8 @@ class GQNConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd number, got {self.kernel_size}")
+        if not self.kl_weight >= 0:
+            raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
         if self.sigma_start <= 0 or self.sigma_end <= 0:
             raise ValueError(f"sigma_start and sigma_end must be > 0, got {self.sigma_start}, {self.sigma_end}")
         if self.position_scale is not None and not self.position_scale > 0:
@@ -100,6 +119,16 @@ class GQNConfig:
                 )
         if self.representation == "tower" and self.r_channels % 2:
             raise ValueError(f"r_channels must be even for the tower representation, got {self.r_channels}")
+        if self.representation == "lifted":
+            b = tuple(self.volume_bounds)
+            if len(b) != 6 or not all(b[2 * i] < b[2 * i + 1] for i in range(3)):
+                raise ValueError(f"volume_bounds must be (x0, x1, y0, y1, z0, z1) with x0 < x1 etc., got {self.volume_bounds}")
+            if len(tuple(self.volume_size)) != 3 or min(self.volume_size) < 1:
+                raise ValueError(f"volume_size must be three positive cell counts (gx, gy, gz), got {self.volume_size}")
+            if self.volume_channels < 1 or self.ray_samples < 1 or not 0 < self.fovy_deg < 180:
+                raise ValueError("volume_channels and ray_samples must be >= 1 and fovy_deg in (0, 180)")
+            if not 0 < self.ray_depth[0] < self.ray_depth[1]:
+                raise ValueError(f"ray_depth must be (near, far) with 0 < near < far, got {self.ray_depth}")
         if self.representation == "pyramid" and self.r_channels % 8:
             raise ValueError(f"r_channels must be a multiple of 8 for the pyramid representation, got {self.r_channels}")
 
@@ -113,6 +142,9 @@ class GQNConfig:
     @property
     def feature_dim(self) -> int:
         """Size of the frozen-encoder features."""
+        if self.representation == "lifted":
+            gx, gy, gz = self.volume_size
+            return self.volume_channels * (1 if self.features == "pooled" else gx * gy * gz)
         if self.features == "pooled" or self.representation != "tower":
             return self.r_channels
         return self.r_channels * self.latent_size**2
