@@ -53,7 +53,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, nargs="+", default=[2400, 20000], help="training samples (default 2400 20000)")
     ap.add_argument("--test", type=int, default=2000, help="test samples (default 2000)")
-    ap.add_argument("--pixels", type=int, default=64, help="also round projections to this many levels (default 64: half a 32 px pixel)")
+    ap.add_argument("--pixels", type=int, default=64,
+                    help="also round projections to this many levels (default 64: half a 32 px pixel)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(1)
