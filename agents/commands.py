@@ -149,7 +149,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Collect a Jaco dataset (orbit cameras, target marker), train a geometry-aware GQN, freeze it, probe "
         "its features for the world state, train PPO on pixels, the representation (and its untrained control) and the "
         "state with a moving camera (and, in the larger presets, with a fixed camera), compare them and write the "
-        "reports. --preset small is a smoke test that fits a 2-core CPU in ~20 minutes; --preset study is meant for "
+        "reports. --preset small is a smoke test that fits a 2-core CPU in ~20-40 minutes; --preset study is meant for "
         "<= 2 h on a 2-core CPU (resumable: rerun to continue); --preset full is the GPU-scale version of the same "
         "study. Rerunning resumes finished stages.",
     )

@@ -31,8 +31,8 @@ Rerunning the same command resumes: finished stages are skipped (``demo.json``; 
 ``demo.json`` of an older demo lacks, such as ``probe``, simply runs), the dataset collection and
 the agent grids resume themselves (runs continue from their last checkpoint), and an interrupted
 GQN run continues from its newest checkpoint. Presets (:data:`PRESETS`) run the same recipe at
-different sizes: ``--preset small`` is the smoke-test size for a 2-core CPU (<= 20 minutes;
-measured times in docs/agents.md), far too small for a conclusion; ``--preset study`` is the
+different sizes: ``--preset small`` is the smoke-test size for a 2-core CPU (~20-40 minutes;
+measured times in docs/benchmarks.md), far too small for a conclusion; ``--preset study`` is the
 smallest one meant to answer the question, sized for <= 2 h on a 2-core CPU, resumable: rerun to
 continue; ``--preset full`` is the GPU-scale version of the same study.
 """
@@ -126,7 +126,7 @@ _RECIPE = dict(
 )
 
 PRESETS: dict[str, DemoPreset] = {
-    # 2-core CPU, <= 20 minutes from a fresh clone: a 32 px study, 3 seeds per arm, 20k env steps
+    # 2-core CPU, ~20-40 minutes from a fresh clone (docs/benchmarks.md): a 32 px study, 3 seeds per arm, 20k env steps
     # per run. Pixel PPO runs at ~135 env steps/s and repr at ~210 on one core here, so this is
     # far too small a budget for a conclusion about pixels vs representations (the state agent
     # needs ~50k steps to reach 0.8; the report says so); it runs the whole pipeline end to end.
