@@ -327,13 +327,13 @@ def plot_probe(result: Mapping[str, Any], path: str) -> None:
     for i, rep in enumerate(reps):
         res = result["representations"][rep]
         xs = np.arange(len(quantities)) + (i - (len(reps) - 1) / 2) * width
-        best = [max(res["best"][q], -0.1) for q in quantities]
-        bars = ax.bar(xs, best, width * 0.95, label=rep)
+        best = [res["best"][q] for q in quantities]
+        bars = ax.bar(xs, [max(v, -0.1) for v in best], width * 0.95, label=rep)  # axis floor -0.1; label the true value
         if "ridge" in res["probes"]:
             ridge = [max(res["probes"]["ridge"][q]["r2"], -0.1) for q in quantities]
             ax.scatter(xs, ridge, marker="_", s=120, color="k", zorder=3, label="ridge" if i == 0 else None)
         for b, v in zip(bars, best):
-            ax.text(b.get_x() + b.get_width() / 2, v + 0.01, f"{v:.2f}", ha="center", va="bottom", fontsize=6)
+            ax.text(b.get_x() + b.get_width() / 2, max(v, -0.1) + 0.01, f"{v:.2f}", ha="center", va="bottom", fontsize=6)
     ax.set_xticks(np.arange(len(quantities)), quantities)
     ax.set_ylabel("held-out R² (better probe; bar)")
     ax.set_ylim(-0.1, 1.05)

@@ -125,8 +125,9 @@ class LiftedRepresentation(nn.Module):
         self.to_view = nn.Sequential(nn.Conv2d(channels * self.ray_samples, r_channels, 1), nn.ReLU(),
                                      nn.Conv2d(r_channels, r_channels, 1))
         self.register_buffer("points", grid_points(self.bounds, self.size).reshape(-1, 3), persistent=False)
-        lo, hi = torch.tensor(self.bounds[0::2]), torch.tensor(self.bounds[1::2])
-        self.register_buffer("unit_points", (self.points - lo) / (hi - lo) * 2 - 1, persistent=False)
+        self.register_buffer("lo", torch.tensor(self.bounds[0::2]), persistent=False)
+        self.register_buffer("hi", torch.tensor(self.bounds[1::2]), persistent=False)
+        self.register_buffer("unit_points", (self.points - self.lo) / (self.hi - self.lo) * 2 - 1, persistent=False)
         self._mid_depth = 0.5 * (self.ray_depth[0] + self.ray_depth[1])
 
     def _metric(self, v: torch.Tensor) -> torch.Tensor:
@@ -157,8 +158,7 @@ class LiftedRepresentation(nn.Module):
         dirs = fwd[:, None, None] + tan * (sx[None, ..., None] * right[:, None, None] + sy[None, ..., None] * up[:, None, None])
         t = torch.linspace(*self.ray_depth, self.ray_samples, device=volume.device, dtype=volume.dtype)
         pts = pos[:, None, None, None] + t[None, :, None, None, None] * dirs[:, None]  # [B,S,g,g,3]
-        lo = torch.tensor(self.bounds[0::2], device=volume.device, dtype=volume.dtype)
-        hi = torch.tensor(self.bounds[1::2], device=volume.device, dtype=volume.dtype)
+        lo, hi = self.lo.to(volume.dtype), self.hi.to(volume.dtype)
         coords = (pts - lo) / (hi - lo) * 2 - 1  # grid_sample wants (x, y, z) in [-1, 1]
         samples = F.grid_sample(volume, coords, mode="bilinear", padding_mode="zeros", align_corners=False)  # [B,C,S,g,g]
         return self.to_view(samples.reshape(b, -1, grid, grid))
