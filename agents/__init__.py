@@ -1,5 +1,69 @@
 """Stable-Baselines3 integration: frozen-encoder observation wrappers, agent training, comparisons.
 
-Submodules import SB3 and torch; this package's ``__init__`` stays light so that ``wm envs ...``
-starts fast.
+The public API is importable from the package (``from agents import make_env, train_agent``). The
+names resolve lazily (PEP 562), so importing ``agents`` stays light (no SB3, no torch) and
+``wm envs ...`` starts fast; the first use of a name imports its module.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: public name -> module that defines it.
+_EXPORTS: dict[str, str] = {
+    "make_env": "agents.env_stack",
+    "add_normalization": "agents.env_stack",
+    "EncoderVecEnvWrapper": "agents.wrappers",
+    "EncoderObservationWrapper": "agents.wrappers",
+    "ViewpointVecEnvWrapper": "agents.wrappers",
+    "TrainConfig": "agents.config",
+    "CompareConfig": "agents.config",
+    "ArmSpec": "agents.config",
+    "train_agent": "agents.train",
+    "compare": "agents.compare",
+    "compare_runs": "agents.stats",
+    "load_runs": "agents.stats",
+    "measure_reference": "agents.reference",
+    "run_demo": "agents.demo",
+}
+
+__all__ = [
+    "ArmSpec",
+    "CompareConfig",
+    "EncoderObservationWrapper",
+    "EncoderVecEnvWrapper",
+    "TrainConfig",
+    "ViewpointVecEnvWrapper",
+    "add_normalization",
+    "compare",
+    "compare_runs",
+    "load_runs",
+    "make_env",
+    "measure_reference",
+    "run_demo",
+    "train_agent",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agents.compare import compare
+    from agents.config import ArmSpec, CompareConfig, TrainConfig
+    from agents.demo import run_demo
+    from agents.env_stack import add_normalization, make_env
+    from agents.reference import measure_reference
+    from agents.stats import compare_runs, load_runs
+    from agents.train import train_agent
+    from agents.wrappers import EncoderObservationWrapper, EncoderVecEnvWrapper, ViewpointVecEnvWrapper
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agents' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

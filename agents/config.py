@@ -34,7 +34,7 @@ VEC_ENVS: tuple[str, ...] = ("auto", "dummy", "subproc")
 #: Agent obs modes that render frames; ``vec_env="auto"`` may run their envs in subprocesses.
 AUTO_SUBPROC_MODES: tuple[str, ...] = ("pixels", "pixels+viewpoint", "repr")
 #: ``vec_env="auto"`` picks ``SubprocVecEnv`` for these modes when ``n_envs > 1`` and the run has
-#: at least this many CPUs of its own (:func:`agents.make_env.available_cpus`; a comparison grid
+#: at least this many CPUs of its own (:func:`agents.env_stack.available_cpus`; a comparison grid
 #: gives each of its parallel runs ``cores // jobs``). Measured on the 2-core dev machine at 64 px
 #: with 8 envs, one run alone, medians of 3: subproc / dummy 1.12 (repr), 1.14 (pixels), 1.10
 #: (pixels+viewpoint), 0.65 (state) (docs/benchmarks.md, "PPO env steps/s per observation mode").

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,8 +138,24 @@ def _seeds_text(seeds: Sequence[int]) -> str:
 
 
 # ---------------------------------------------------------------- document blocks
-# The report is built once as a list of blocks and rendered to both Markdown and HTML, so the two
-# always say the same thing (no Markdown library is installed; the formats needed are tiny).
+# The report is built once as a list of blocks, written as Markdown, and the HTML page is that same
+# Markdown converted by the `markdown` library (tables, attribute lists, fenced code) inside a
+# Jinja2 page template, so the two always say the same thing.
+
+_HTML_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>{{ style }}</style></head><body>
+{{ body | safe }}
+</body></html>
+"""
+
+_HTML_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+    "th{background:#f3f3f3}img{max-width:100%}"
+    ".answer{font-size:1.05em;background:#eef6ff;padding:.8em;border-left:4px solid #0173b2}"
+    "pre{background:#f6f6f6;padding:.6em;overflow-x:auto}"
+)
 
 
 @dataclass
@@ -155,66 +170,57 @@ class Block:
     path: Path | None = None
 
 
-def render_markdown(blocks: list[Block], base: Path) -> str:
-    """Markdown text; images are linked relative to ``base``."""
-    out: list[str] = []
-    for b in blocks:
-        if b.kind == "h1":
-            out.append(f"# {b.text}")
-        elif b.kind == "h2":
-            out.append(f"## {b.text}")
-        elif b.kind == "p":
-            out.append(b.text)
-        elif b.kind == "strong":
-            out.append(f"**{b.text}**")
-        elif b.kind == "list":
-            out.append("\n".join(f"- {i}" for i in b.items or []))
-        elif b.kind == "code":
-            out.append(f"```\n{b.text}\n```")
-        elif b.kind == "table":
-            lines = ["| " + " | ".join(b.header or []) + " |", "|" + "---|" * len(b.header or [])]
-            lines += ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in b.rows or []]
-            out.append("\n".join(lines))
-        elif b.kind == "image":
-            out.append(f"![{b.text}]({b.path.relative_to(base).as_posix()})")
-        out.append("")
-    return "\n".join(out)
+def _cell(text: Any) -> str:
+    # A "|" inside a cell would end it; a newline would end the row.
+    return str(text).replace("|", "/").replace("\n", " ")
+
+
+def _markdown_block(b: Block, image_src: Callable[[Path], str], attributes: bool) -> str:
+    if b.kind == "h1":
+        return f"# {b.text}"
+    if b.kind == "h2":
+        return f"## {b.text}"
+    if b.kind == "p":
+        return b.text
+    if b.kind == "strong":
+        # The attribute list styles the answer box in HTML; plain Markdown readers would show it.
+        return f"**{b.text}**" + ("\n{: .answer}" if attributes else "")
+    if b.kind == "list":
+        return "\n".join(f"- {i}" for i in b.items or [])
+    if b.kind == "code":
+        return f"```\n{b.text}\n```"
+    if b.kind == "table":
+        header = list(b.header or [])
+        lines = ["| " + " | ".join(map(_cell, header)) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in b.rows or []]
+        return "\n".join(lines)
+    if b.kind == "image":
+        return f"![{b.text}]({image_src(b.path)})"
+    raise ValueError(f"unknown block kind {b.kind!r}; allowed: h1, h2, p, strong, list, table, image, code")
+
+
+def render_markdown(
+    blocks: list[Block], base: Path, image_src: Callable[[Path], str] | None = None, attributes: bool = False
+) -> str:
+    """Markdown text; images are linked relative to ``base`` unless ``image_src`` maps them;
+    ``attributes`` adds ``attr_list`` classes (for the HTML conversion)."""
+    src = image_src or (lambda path: path.relative_to(base).as_posix())
+    return "\n\n".join(_markdown_block(b, src, attributes) for b in blocks) + "\n"
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def render_html(blocks: list[Block], title: str) -> str:
-    """A single self-contained HTML page (images embedded as base64 PNG)."""
-    e = html.escape
-    body: list[str] = []
-    for b in blocks:
-        if b.kind in ("h1", "h2"):
-            body.append(f"<{b.kind}>{e(b.text)}</{b.kind}>")
-        elif b.kind == "p":
-            body.append(f"<p>{e(b.text)}</p>")
-        elif b.kind == "strong":
-            body.append(f'<p class="answer"><strong>{e(b.text)}</strong></p>')
-        elif b.kind == "list":
-            body.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b.items or []) + "</ul>")
-        elif b.kind == "code":
-            body.append(f"<pre>{e(b.text)}</pre>")
-        elif b.kind == "table":
-            head = "".join(f"<th>{e(h)}</th>" for h in b.header or [])
-            rows = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b.rows or [])
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif b.kind == "image":
-            data = base64.b64encode(b.path.read_bytes()).decode("ascii")
-            img = f'<img alt="{e(b.text)}" src="data:image/png;base64,{data}">'
-            body.append(f"<figure>{img}<figcaption>{e(b.text)}</figcaption></figure>")
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-        "th{background:#f3f3f3}img{max-width:100%}"
-        ".answer{font-size:1.05em;background:#eef6ff;padding:.8em;border-left:4px solid #0173b2}"
-        "pre{background:#f6f6f6;padding:.6em;overflow-x:auto}figcaption{color:#666;font-size:.9em}"
-    )
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
-        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
-    )
+    """A single self-contained HTML page: the report's Markdown, images embedded as base64 PNG."""
+    import jinja2
+    import markdown
+
+    text = render_markdown(blocks, Path("."), image_src=_data_uri, attributes=True)
+    body = markdown.markdown(text, extensions=["tables", "attr_list", "fenced_code"], output_format="html")
+    page = jinja2.Environment(autoescape=True).from_string(_HTML_PAGE)
+    return page.render(title=title, style=_HTML_STYLE, body=body)
 
 
 # ---------------------------------------------------------------- plots

@@ -45,6 +45,7 @@ from agents.artifacts import (
 from agents.checkpoints import (
     CHECKPOINT_DIR,
     VECNORMALIZE_FILE,
+    Checkpoint,
     latest_checkpoint,
     load_replay_buffer,
     load_vecnormalize,
@@ -242,27 +243,104 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
         return read_json(out / DONE_FILE)
 
     resolved = _resolve(config)
-    n_envs, eval_freq, env_kwargs, vec_env = resolved.n_envs, resolved.eval_freq, resolved.env_kwargs, resolved.vec_env
+    ckpt = _checkpoint_to_resume(config, resolved, out)
+    if resolved.eval_freq != config.eval_freq:
+        log(f"eval_freq {config.eval_freq} rounded to {resolved.eval_freq} (a multiple of n_envs={resolved.n_envs})")
 
-    ckpt = latest_checkpoint(out) if config.resume and not config.overwrite and out.is_dir() else None
-    if ckpt is not None:
-        diffs = _resume_mismatch(out, resolved)
-        if diffs:
-            raise ValueError(
-                f"--out {out} holds an unfinished run (checkpoint at step {ckpt.step}) with other settings: "
-                + "; ".join(diffs) + ". Rerun with the same settings to resume it, or pass --overwrite (or --no-resume) "
-                "to start again from scratch"
-            )
-    else:
-        _prepare_run_dir(out)
-    if eval_freq != config.eval_freq:
-        log(f"eval_freq {config.eval_freq} rounded to {eval_freq} (a multiple of n_envs={n_envs})")
-
-    import stable_baselines3 as sb3
     import torch
-    from stable_baselines3.common.callbacks import CallbackList
-    from stable_baselines3.common.noise import NormalActionNoise
     from stable_baselines3.common.utils import get_device, set_random_seed
+
+    from agents.env_stack import resolve_encoder
+
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    set_random_seed(config.seed)
+    device = get_device(config.device)
+    encoder = resolve_encoder(config.encoder, str(device)) if config.obs == "repr" else None
+    train_seed = config.seed * 1000  # sub-env i: seed * 1000 + i, far from the evaluation seeds
+    env, eval_env = _make_envs(config, resolved, encoder, train_seed)
+    try:
+        defaults, hp = _hyperparams_for(config, env, log)
+        gamma = float(hp.get("gamma", 0.99))
+        from agents.env_stack import add_normalization
+
+        env = add_normalization(env, config.obs, config.normalize, config.normalize_reward, gamma)
+        eval_env = add_normalization(eval_env, config.obs, config.normalize, config.normalize_reward, gamma, evaluation=True)
+        _write_run_files(out, resolved, defaults.policy, hp, encoder, str(device), env, ckpt)
+        return _learn(config, out, env, eval_env, defaults.policy, hp, device, train_seed, resolved.eval_freq, ckpt, log)
+    finally:
+        env.close()
+        eval_env.close()
+
+
+def _checkpoint_to_resume(config: TrainConfig, resolved: TrainConfig, out: Path) -> Checkpoint | None:
+    """The checkpoint to resume from (same settings required), or None after clearing ``out``."""
+    ckpt = latest_checkpoint(out) if config.resume and not config.overwrite and out.is_dir() else None
+    if ckpt is None:
+        _prepare_run_dir(out)
+        return None
+    diffs = _resume_mismatch(out, resolved)
+    if diffs:
+        raise ValueError(
+            f"--out {out} holds an unfinished run (checkpoint at step {ckpt.step}) with other settings: "
+            + "; ".join(diffs) + ". Rerun with the same settings to resume it, or pass --overwrite (or --no-resume) "
+            "to start again from scratch"
+        )
+    return ckpt
+
+
+def _make_envs(config: TrainConfig, resolved: TrainConfig, encoder: Any, train_seed: int) -> tuple[Any, Any]:
+    """The training VecEnv (``n_envs`` sub-envs) and the single evaluation env, same stack."""
+    from agents.env_stack import make_env
+
+    common = dict(
+        obs=config.obs,
+        encoder=encoder,
+        env_kwargs=resolved.env_kwargs,
+        append_viewpoint=config.append_viewpoint,
+        context_views=config.context_views,
+        aggregate=config.aggregate,
+        frame_stack=config.frame_stack,
+    )
+    env = make_env(config.env_id, n_envs=resolved.n_envs, seed=train_seed, vec_env=resolved.vec_env, **common)
+    try:
+        eval_env = make_env(config.env_id, n_envs=1, seed=None, vec_env="dummy", **common)
+    except BaseException:
+        env.close()
+        raise
+    return env, eval_env
+
+
+def _hyperparams_for(config: TrainConfig, env: Any, log: Any) -> tuple[AgentDefaults, dict[str, Any]]:
+    """Resolved hyperparameters; checks the replay buffer fits in memory and adds the defaults'
+    Gaussian action noise for off-policy algorithms on Box actions."""
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    image_size = _image_size(env.observation_space) if config.obs in PIXEL_MODES else None
+    defaults, hp = resolve_hyperparams(config, image_size)
+    if config.algo in OFF_POLICY:
+        check_replay_memory(
+            env.observation_space,
+            env.action_space,
+            int(hp.get("buffer_size", 1_000_000)),
+            bool(hp.get("optimize_memory_usage", False)),
+            config.memory_fraction,
+            log=log,
+        )
+    if defaults.action_noise_std > 0 and "action_noise" not in hp and isinstance(env.action_space, spaces.Box):
+        half_range = (env.action_space.high - env.action_space.low) / 2.0
+        hp["action_noise"] = NormalActionNoise(np.zeros_like(half_range), defaults.action_noise_std * half_range)
+    return defaults, hp
+
+
+def _learn(
+    config: TrainConfig, out: Path, env: Any, eval_env: Any, policy: str, hp: dict[str, Any], device: Any,
+    train_seed: int, eval_freq: int, ckpt: Checkpoint | None, log: Any,
+) -> dict[str, Any]:
+    """Build (or resume) the SB3 model, learn with fixed-seed evaluations and checkpoints, write
+    the final model and ``done.json``; returns the done record."""
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.callbacks import CallbackList
 
     from agents.callbacks import (
         CheckpointEveryCallback,
@@ -272,110 +350,65 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
         evaluate_on_seeds,
         read_evaluations,
     )
-    from agents.make_env import add_normalization, make_env, resolve_encoder
     from agents.reference import evaluation_seeds
 
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    set_random_seed(config.seed)
-    device = get_device(config.device)
+    algo_cls = getattr(sb3, ALGO_CLASSES[config.algo])
+    tb_dir = out / "tb"
+    tb_name = f"{config.algo}_{config.arm_name}"
+    model, resumed_from = _build_or_resume(algo_cls, policy, env, hp, config, device, tb_dir, tb_name, ckpt, log)
+    env.seed(train_seed)  # the model seeded the envs with `seed`: use the training seeds
 
-    encoder = resolve_encoder(config.encoder, str(device)) if config.obs == "repr" else None
-    common = dict(
-        obs=config.obs,
-        encoder=encoder,
-        env_kwargs=env_kwargs,
-        append_viewpoint=config.append_viewpoint,
-        context_views=config.context_views,
-        aggregate=config.aggregate,
-        frame_stack=config.frame_stack,
+    seeds = evaluation_seeds(config.eval_seed, config.eval_episodes)
+    recorder = EvaluationRecorder(
+        out,
+        rows=read_evaluations(out / EVALUATIONS_FILE, ckpt.step) if ckpt is not None else None,
+        wall_offset_s=ckpt.wall_s if ckpt is not None else 0.0,
     )
-    train_seed = config.seed * 1000  # sub-env i: seed * 1000 + i, far from the evaluation seeds
-    env = make_env(config.env_id, n_envs=n_envs, seed=train_seed, vec_env=vec_env, **common)
-    eval_env = None
-    try:
-        eval_env = make_env(config.env_id, n_envs=1, seed=None, vec_env="dummy", **common)
-        image_size = _image_size(env.observation_space) if config.obs in PIXEL_MODES else None
-        defaults, hp = resolve_hyperparams(config, image_size)
-        gamma = float(hp.get("gamma", 0.99))
-        env = add_normalization(env, config.obs, config.normalize, config.normalize_reward, gamma)
-        eval_env = add_normalization(eval_env, config.obs, config.normalize, config.normalize_reward, gamma, evaluation=True)
-        if config.algo in OFF_POLICY:
-            check_replay_memory(
-                env.observation_space,
-                env.action_space,
-                int(hp.get("buffer_size", 1_000_000)),
-                bool(hp.get("optimize_memory_usage", False)),
-                config.memory_fraction,
-                log=log,
-            )
-        if defaults.action_noise_std > 0 and "action_noise" not in hp and isinstance(env.action_space, spaces.Box):
-            half_range = (env.action_space.high - env.action_space.low) / 2.0
-            hp["action_noise"] = NormalActionNoise(np.zeros_like(half_range), defaults.action_noise_std * half_range)
+    t0 = time.monotonic()
+    start_steps = int(model.num_timesteps)
+    if ckpt is None:
+        first = evaluate_on_seeds(model, eval_env, seeds)
+        row = recorder.add(0, first.returns, first.lengths, first.successes)
+        log(f"eval at step 0: mean return {row['mean_return']:.3f}")
 
-        _write_run_files(out, resolved, defaults.policy, hp, encoder, str(device), env, ckpt)
+    def save_checkpoint() -> None:
+        c = write_checkpoint(out, model, recorder.elapsed_s, resumed_from, with_replay_buffer=config.save_replay_buffer)
+        log(f"checkpoint at step {c.step}: {c.path}")
 
-        algo_cls = getattr(sb3, ALGO_CLASSES[config.algo])
-        tb_dir = out / "tb"
-        tb_name = f"{config.algo}_{config.arm_name}"
-        model, resumed_from = _build_or_resume(algo_cls, defaults.policy, env, hp, config, device, tb_dir, tb_name, ckpt, log)
-        env.seed(train_seed)  # the model seeded the envs with `seed`: use the training seeds
-
-        seeds = evaluation_seeds(config.eval_seed, config.eval_episodes)
-        recorder = EvaluationRecorder(
-            out,
-            rows=read_evaluations(out / EVALUATIONS_FILE, ckpt.step) if ckpt is not None else None,
-            wall_offset_s=ckpt.wall_s if ckpt is not None else 0.0,
+    callbacks = [
+        ProgressCallback(config.steps, out, show=config.progress, desc=f"{config.algo}/{config.arm_name} seed {config.seed}"),
+        FixedSeedEvalCallback(eval_env, seeds, eval_freq, recorder),
+    ]
+    if config.checkpoint_freq > 0:
+        callbacks.append(CheckpointEveryCallback(config.checkpoint_freq, save_checkpoint, last_step=start_steps))
+    remaining = config.steps - start_steps
+    if remaining > 0:
+        model.learn(
+            total_timesteps=remaining, callback=CallbackList(callbacks), tb_log_name=tb_name, reset_num_timesteps=ckpt is None
         )
-        t0 = time.monotonic()
-        start_steps = int(model.num_timesteps)
-        if ckpt is None:
-            first = evaluate_on_seeds(model, eval_env, seeds)
-            row = recorder.add(0, first.returns, first.lengths, first.successes)
-            log(f"eval at step 0: mean return {row['mean_return']:.3f}")
+    train_s = time.monotonic() - t0
+    # A final evaluation, unless a periodic one fell within half an interval of the end (on-policy
+    # algorithms overshoot `steps` by up to one rollout; a second point there only adds noise).
+    if model.num_timesteps - recorder.last_timesteps >= eval_freq / 2:
+        from stable_baselines3.common.vec_env import sync_envs_normalization
 
-        def save_checkpoint() -> None:
-            c = write_checkpoint(out, model, recorder.elapsed_s, resumed_from, with_replay_buffer=config.save_replay_buffer)
-            log(f"checkpoint at step {c.step}: {c.path}")
-
-        callbacks = [
-            ProgressCallback(config.steps, out, show=config.progress, desc=f"{config.algo}/{config.arm_name} seed {config.seed}"),
-            FixedSeedEvalCallback(eval_env, seeds, eval_freq, recorder),
-        ]
-        if config.checkpoint_freq > 0:
-            callbacks.append(CheckpointEveryCallback(config.checkpoint_freq, save_checkpoint, last_step=start_steps))
-        remaining = config.steps - start_steps
-        if remaining > 0:
-            model.learn(
-                total_timesteps=remaining, callback=CallbackList(callbacks), tb_log_name=tb_name, reset_num_timesteps=ckpt is None
-            )
-        train_s = time.monotonic() - t0
-        # A final evaluation, unless a periodic one fell within half an interval of the end (on-policy
-        # algorithms overshoot `steps` by up to one rollout; a second point there only adds noise).
-        if model.num_timesteps - recorder.last_timesteps >= eval_freq / 2:
-            from stable_baselines3.common.vec_env import sync_envs_normalization
-
-            sync_envs_normalization(env, eval_env)
-            last = evaluate_on_seeds(model, eval_env, seeds)
-            recorder.add(model.num_timesteps, last.returns, last.lengths, last.successes)
-        _save_final_model(out, model, env)
-        done = _done_record(config, model, recorder, resumed_from, start_steps, train_s)
-        write_json_atomic(out / DONE_FILE, done)  # last: marks the run finished
-        log(
-            f"done: {model.num_timesteps} steps, final mean return {done['final_mean_return']:.3f}, "
-            f"{done['steps_per_s']:.0f} steps/s -> {out}"
-        )
-        return done
-    finally:
-        env.close()
-        if eval_env is not None:
-            eval_env.close()
+        sync_envs_normalization(env, eval_env)
+        last = evaluate_on_seeds(model, eval_env, seeds)
+        recorder.add(model.num_timesteps, last.returns, last.lengths, last.successes)
+    _save_final_model(out, model, env)
+    done = _done_record(config, model, recorder, resumed_from, start_steps, train_s)
+    write_json_atomic(out / DONE_FILE, done)  # last: marks the run finished
+    log(
+        f"done: {model.num_timesteps} steps, final mean return {done['final_mean_return']:.3f}, "
+        f"{done['steps_per_s']:.0f} steps/s -> {out}"
+    )
+    return done
 
 
 def _resolve(config: TrainConfig) -> TrainConfig:
     """The config with what defaults decide filled in: arm name, env kwargs (camera, size),
     n_envs, eval_freq (a multiple of n_envs) and the vec env kind."""
-    from agents.make_env import resolve_vec_env
+    from agents.env_stack import resolve_vec_env
 
     env_kwargs = dict(config.env_kwargs)
     if config.camera is not None:

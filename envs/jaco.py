@@ -71,7 +71,10 @@ class JacoReachEnv(gym.Env):
     **Camera** (``camera=``): ``"fixed"``: one pose for every episode and seed; ``"random"``:
     a new random pose on the orbit shell at each reset, still during the episode; ``"moving"``:
     random start, then the pose drifts every step along a smooth random orbit trajectory
-    (:class:`envs.camera.OrbitRig`), always looking at the workspace centre.
+    (:class:`envs.camera.OrbitRig`), always looking at the workspace centre. The default is
+    ``"fixed"`` (the Jaco envs' task camera, so a policy on pixels has a stable view); ``wm/Maze-v0``
+    defaults to ``"moving"`` because its camera is the agent's own first-person eye. The studies
+    pass ``camera=`` explicitly.
 
     **Domain** (``domain=``): ``"sim"`` (default), ``"real"`` (shifted colours, floor, light and
     pixel noise), ``"randomised"`` (a new :func:`envs.domain.random_domain` at each reset), or a

@@ -105,7 +105,8 @@ class JacoReachV1Env(JacoReachEnv):
     ``RuntimeError`` if stepped past that.
 
     **Camera**: ``fixed`` / ``random`` / ``moving`` as v0, on :data:`ORBIT_V1` (centred over the
-    workspace, 1.3-1.7 m away, elevation 15-50 deg), always inside the room.
+    workspace, 1.3-1.7 m away, elevation 15-50 deg), always inside the room. Default ``"fixed"``
+    (as v0; ``wm/Maze-v0`` defaults to its first-person ``"moving"`` eye).
 
     **Target marker** (``target_marker=True``, off by default): a flat disc on the floor under the
     target, a darker shade of its colour, moved with it; visual only. One view of a floating sphere

@@ -47,7 +47,7 @@ def time_training(env_id: str, obs: str, encoder, steps: int, n_envs: int, env_k
 
     from agents.config import defaults_for
     from agents.extractors import pixel_policy_kwargs
-    from agents.make_env import make_env
+    from agents.env_stack import make_env
 
     d = defaults_for("ppo", obs)
     hp = dict(d.hyperparams)
@@ -68,7 +68,7 @@ def time_training(env_id: str, obs: str, encoder, steps: int, n_envs: int, env_k
 
 def time_encoder_vs_env(env_id: str, encoder, n_envs: int, env_kwargs: dict, iters: int = 50) -> tuple[float, float]:
     """(median ms of one encoder forward on n_envs frames, median ms of one vec env step)."""
-    from agents.make_env import make_env
+    from agents.env_stack import make_env
 
     env = make_env(env_id, obs="pixels", n_envs=n_envs, seed=0, env_kwargs=env_kwargs)
     raw = env.venv  # under VecTransposeImage: channel-last frames as the env produces them

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: PPO env steps/s per agent obs mode with DummyVecEnv vs SubprocVecEnv (issue 9).
 
-Builds each run exactly as ``wm agent train`` does (``agents.make_env.make_env`` with the training
+Builds each run exactly as ``wm agent train`` does (``agents.env_stack.make_env`` with the training
 seeds, ``agents.train.resolve_hyperparams`` for the per-mode PPO defaults and CNN choice) and
 times ``PPO.learn`` over ``--steps`` env steps (default: one PPO iteration, 8 envs x 256 steps,
 so rollout collection and the 10-epoch update are both in the figure). Each configuration is
@@ -60,7 +60,7 @@ def time_run(
     from stable_baselines3.common.logger import Logger
 
     from agents.config import TrainConfig
-    from agents.make_env import make_env
+    from agents.env_stack import make_env
     from agents.train import _image_size, resolve_hyperparams
 
     kwargs = dict(env_kwargs) if obs != "state" else {k: v for k, v in env_kwargs.items() if k != "size"}

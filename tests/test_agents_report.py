@@ -112,6 +112,9 @@ def test_written_files_csv_png_and_self_contained_html(tmp_path):
     page = files["html"].read_text()
     assert page.count("data:image/png;base64,") == len(plots) and 'src="http' not in page
     assert html.escape(NO_CLAIM) in page  # the 2-run state arm is flagged, the others are not
+    # The Markdown library rendered the tables, the answer box and the headings (not literal Markdown).
+    assert page.count("<table>") == md.count("\n|---|") and '<p class="answer"><strong>' in page
+    assert "<h1>" in page and "<h2>" in page and "| --- |" not in page and "{: .answer}" not in page + md
     assert summary["underpowered"] == {"repr": False, "pixels": False, "state": True}
     # P(pixels > state) involves the underpowered state arm: no claim, even though the IQM CIs are disjoint
     assert summary["verdicts"]["pixels,state"]["final"] == "underpowered"

@@ -17,7 +17,7 @@ from gymnasium import spaces
 
 from agents.cli import main as wm
 from agents.config import TrainConfig
-from agents.make_env import make_env
+from agents.env_stack import make_env
 from agents.train import (
     ReplayMemoryError,
     check_replay_memory,
@@ -249,7 +249,7 @@ def test_per_mode_defaults_identical_and_off_policy_timeouts_handled():
 
 
 def test_vec_env_auto():
-    from agents.make_env import resolve_vec_env
+    from agents.env_stack import resolve_vec_env
 
     # subprocesses only for the rendering modes, and only with a core per env worker plus one for the learner
     for obs in ("pixels", "pixels+viewpoint", "repr"):
@@ -270,7 +270,7 @@ def test_vecnormalize_statistics_json_and_evaluation_env(tmp_path):
 
     from agents.callbacks import EvaluationRecorder, FixedSeedEvalCallback, evaluate_on_seeds
     from agents.checkpoints import load_vecnormalize, save_vecnormalize
-    from agents.make_env import add_normalization
+    from agents.env_stack import add_normalization
 
     kw = {"max_steps": 5}
     env = add_normalization(make_env(fake.ENV_ID, obs="state", n_envs=2, seed=0, env_kwargs=kw), "state", True, True)
@@ -378,7 +378,7 @@ def test_off_policy_checkpoint_keeps_replay_buffer_npz(tmp_path):
     assert not (out / "checkpoints" / "step_000000020" / "replay_buffer.npz").exists()  # only the latest keeps one
     model = SAC.load(str(ckpt.model_path), device="cpu")
     assert model.replay_buffer is None or model.replay_buffer.pos == 0
-    from agents.make_env import make_env as mk
+    from agents.env_stack import make_env as mk
 
     model.set_env(mk(fake.ENV_ID, obs="state", n_envs=1, env_kwargs={"max_steps": 5}))
     model._setup_model()  # allocate an empty buffer of the same size
@@ -393,7 +393,7 @@ def test_off_policy_checkpoint_keeps_replay_buffer_npz(tmp_path):
 
 def test_a_grid_share_of_cpus_limits_available_cpus(monkeypatch):
     from agents.config import CPUS_PER_RUN_ENV
-    from agents.make_env import available_cpus, resolve_vec_env
+    from agents.env_stack import available_cpus, resolve_vec_env
 
     monkeypatch.setenv(CPUS_PER_RUN_ENV, "1")
     assert available_cpus() == 1

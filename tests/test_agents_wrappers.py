@@ -1,5 +1,5 @@
 """Frozen-encoder observation wrappers: spaces, values, terminal observations, K-view windows,
-single-env twin, SubprocVecEnv, bad inputs (agents.wrappers, agents.make_env)."""
+single-env twin, SubprocVecEnv, bad inputs (agents.wrappers, agents.env_stack)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from stable_baselines3.common.vec_env import (
     VecTransposeImage,
 )
 
-from agents.make_env import build_single_env, make_env
+from agents.env_stack import build_single_env, make_env
 from agents.wrappers import EncoderObservationWrapper, EncoderVecEnvWrapper, ViewHistory
 
 JACO = "wm/JacoReach-v0"

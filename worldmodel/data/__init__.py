@@ -17,12 +17,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+#: public name -> "module" (same attribute name) or "module:attribute". ``collect`` is exported as
+#: ``collect_dataset``: a package attribute named like its submodule ``worldmodel.data.collect``
+#: would be shadowed by the module once that is imported (``from worldmodel.data import collect``
+#: would then return the module).
 _EXPORTS = {
     "SceneDataset": "worldmodel.data.reader",
     "DatasetError": "worldmodel.data.format",
     "write_scenes": "worldmodel.data.writer",
     "CollectConfig": "worldmodel.data.collect",
-    "collect": "worldmodel.data.collect",
+    "collect_dataset": "worldmodel.data.collect:collect",
     "merge_datasets": "worldmodel.data.merge",
     "verify_dataset": "worldmodel.data.verify",
     "make_gqn_loader": "worldmodel.data.loader",
@@ -32,9 +36,12 @@ _EXPORTS = {
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'worldmodel.data' has no attribute {name!r}")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'worldmodel.data' has no attribute {name!r}")
+    module, _, attr = _EXPORTS[name].partition(":")
+    value = getattr(importlib.import_module(module), attr or name)
+    globals()[name] = value
+    return value
 
 
-__all__ = list(_EXPORTS)
+__all__ = sorted(_EXPORTS)

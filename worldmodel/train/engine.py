@@ -245,7 +245,16 @@ class Trainer:
             ddp.shutdown(self.dist)
 
     def _fit(self) -> TrainResult:
-        cfg, dist = self.config, self.dist
+        latest = self._check_run_dir()
+        data = self._prepare_data()
+        step, epoch, batch_in_epoch = self._build_model(latest)
+        if self.dist.is_main:
+            self._write_run_metadata(data, step)
+        self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main, resume_step=step if self.resume else None)
+        return self._loop(data, step, epoch, batch_in_epoch, latest)
+
+    def _check_run_dir(self) -> Path | None:
+        """The newest checkpoint of the run dir; refuses to overwrite one, or to resume from none."""
         latest = self._latest_checkpoint()
         if latest is not None and not self.resume:
             raise ValueError(
@@ -254,9 +263,13 @@ class Trainer:
             )
         if self.resume and latest is None:
             raise FileNotFoundError(f"--resume: {self.run_dir} holds no checkpoint to resume from")
+        return latest
 
-        # data
-        if self.run_data is None:  # learner-specific data first (e.g. NISO's --data digits), else scene loaders
+    def _prepare_data(self) -> RunData:
+        """Build the loaders (learner-specific data first, e.g. NISO's --data digits, else scene
+        loaders) and fill the model config's data-dependent fields (the same on every rank)."""
+        cfg, dist = self.config, self.dist
+        if self.run_data is None:
             custom = self.spec.custom_data(cfg, self.model_config, self.batch_per_rank)
             if custom is not None:
                 self.run_data, self.model_config = custom
@@ -281,9 +294,13 @@ class Trainer:
         if dist.enabled:  # data-dependent fields must agree: every rank takes rank 0's config
             values = ddp.broadcast_json(dataclasses.asdict(self.model_config), dist, self.device)
             self.model_config = config_from_dict(type(self.model_config), values, f"{self.spec.name} model config")
+        return data
 
-        # model and optimiser (same initialisation on every rank; DDP also broadcasts rank 0's)
-        torch.manual_seed(cfg.seed)
+    def _build_model(self, latest: Path | None) -> tuple[int, int, int]:
+        """Model, optimiser and the wrapped (DDP / compiled) loss module, restored from ``latest``
+        on resume; returns (step, epoch, batch_in_epoch) to continue from."""
+        cfg, dist = self.config, self.dist
+        torch.manual_seed(cfg.seed)  # the same initialisation on every rank; DDP also broadcasts rank 0's
         model = self.spec.build(self.model_config).to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -310,35 +327,36 @@ class Trainer:
         if cfg.compile:
             wrapped = torch.compile(wrapped)
         self.wrapped = wrapped
+        return step, epoch, batch_in_epoch
 
-        if dist.is_main:
-            from worldmodel.run_metadata import read_run_metadata, write_run_metadata
+    def _write_run_metadata(self, data: RunData, step: int) -> None:
+        from worldmodel.run_metadata import read_run_metadata, write_run_metadata
 
-            extra: dict[str, Any] = {"data": data.info, "world_size": dist.world_size, "device": str(self.device),
-                                     "precision": self.precision, "channels_last": self.channels_last,
-                                     "parameters": sum(p.numel() for p in params)}
-            if self.resume:
-                extra["resumed_from_step"] = step
-                with contextlib.suppress(FileNotFoundError, ValueError):
-                    extra["first_created"] = read_run_metadata(self.run_dir).get("created")
-            write_run_metadata(self.run_dir, self._resolved(), cfg.seed, extra)
-        logger = RunLogger(self.run_dir, enabled=dist.is_main, resume_step=step if self.resume else None)
-        self.logger = logger
+        extra: dict[str, Any] = {"data": data.info, "world_size": self.dist.world_size, "device": str(self.device),
+                                 "precision": self.precision, "channels_last": self.channels_last,
+                                 "parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad)}
+        if self.resume:
+            extra["resumed_from_step"] = step
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                extra["first_created"] = read_run_metadata(self.run_dir).get("created")
+        write_run_metadata(self.run_dir, self._resolved(), self.config.seed, extra)
 
+    def _loop(self, data: RunData, step: int, epoch: int, batch_in_epoch: int, last_ckpt: Path | None) -> TrainResult:
+        """The training loop: one batch, one update, then logging / eval / images / checkpoints."""
         from tqdm.auto import tqdm
 
+        cfg, dist = self.config, self.dist
         bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True,
                    disable=not (dist.is_main and cfg.progress), desc=f"train {self.spec.name}")
         loader = data.train_loader
         batches_per_epoch = len(loader)
-        last_ckpt = latest
         last_train: dict[str, float] = {}
         last_eval: dict[str, float] | None = None
         it = None
         t_start = time.perf_counter()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        model.train()
+        self.model.train()
         try:
             if data.val_loader is not None and step == 0 and not self.resume:
                 last_eval = self.evaluate(0)  # the untrained baseline of the held-out curve
@@ -367,33 +385,44 @@ class Trainer:
                     "throughput/scenes_per_s": cfg.batch_size / max(dt, 1e-9),
                 })
                 last_train = metrics
-                logger.record("train", step, metrics)
-                if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.steps):
-                    metrics["memory/peak_mb"] = peak_memory_mb(self.device)
-                    logger.scalars(step, metrics, "train")
-                    bar.set_postfix({k: f"{metrics[k]:.4g}" for k in ("loss",) if k in metrics}, refresh=False)
-                if data.val_loader is not None and (
-                    (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps
-                ):
-                    last_eval = self.evaluate(step)
-                    bar.set_postfix({"loss": f"{metrics['loss']:.4g}", "val": f"{last_eval.get('loss', float('nan')):.4g}"},
-                                    refresh=False)
-                if dist.is_main and cfg.image_every and (step % cfg.image_every == 0 or step == cfg.steps):
-                    self._log_images(step, batch)
+                last_eval = self._after_step(data, step, batch, metrics, bar, last_eval)
                 if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or step == cfg.steps:
                     last_ckpt = self.save_checkpoint(step, epoch, batch_in_epoch) or last_ckpt
-                if dist.is_main:
-                    for hook in self.step_hooks:
-                        extra = hook(self.model, step)
-                        if extra:
-                            logger.record("diagnostics", step, extra)
-                            logger.scalars(step, extra, "diagnostics")
+                self._run_step_hooks(step)
                 bar.update(1)
         finally:
             bar.close()
-            logger.close()
+            self.logger.close()
         return TrainResult(self.run_dir, step, last_ckpt if dist.is_main else None, last_train, last_eval,
                            time.perf_counter() - t_start)
+
+    def _after_step(
+        self, data: RunData, step: int, batch: Any, metrics: dict[str, float], bar: Any, last_eval: dict[str, float] | None
+    ) -> dict[str, float] | None:
+        """Log the step's metrics, evaluate on held-out data and write images when due; returns the
+        newest held-out metrics."""
+        cfg, logger = self.config, self.logger
+        logger.record("train", step, metrics)
+        if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.steps):
+            metrics["memory/peak_mb"] = peak_memory_mb(self.device)
+            logger.scalars(step, metrics, "train")
+            bar.set_postfix({k: f"{metrics[k]:.4g}" for k in ("loss",) if k in metrics}, refresh=False)
+        if data.val_loader is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps):
+            last_eval = self.evaluate(step)
+            bar.set_postfix({"loss": f"{metrics['loss']:.4g}", "val": f"{last_eval.get('loss', float('nan')):.4g}"},
+                            refresh=False)
+        if self.dist.is_main and cfg.image_every and (step % cfg.image_every == 0 or step == cfg.steps):
+            self._log_images(step, batch)
+        return last_eval
+
+    def _run_step_hooks(self, step: int) -> None:
+        if not self.dist.is_main:
+            return
+        for hook in self.step_hooks:
+            extra = hook(self.model, step)
+            if extra:
+                self.logger.record("diagnostics", step, extra)
+                self.logger.scalars(step, extra, "diagnostics")
 
     def _train_step(self, batch: Mapping[str, Any], step: int, last_ckpt: Path | None) -> dict[str, float]:
         from worldmodel.data.transfer import to_device
