@@ -1,4 +1,4 @@
-"""``wm envs``: list the environments, draw their frames, benchmark their speed (no torch)."""
+"""``wm envs``: list the environments, draw their frames, benchmark their speed, measure their views (no torch)."""
 
 from __future__ import annotations
 
@@ -38,13 +38,26 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.set_defaults(handler=_cmd_bench)
 
-    p = sub.add_parser("stats", help="what the Jaco cameras see: arm clipped, target visible (segmentation renders)")
-    p.add_argument("--env", default="wm/JacoReach-v1", help="a JacoReach env id (default wm/JacoReach-v1)")
-    p.add_argument("--cameras", nargs="+", default=["fixed", "random", "moving"], help="camera modes")
-    p.add_argument("--sizes", nargs="+", type=int, default=[64], help="image sizes (default 64)")
-    p.add_argument("--episodes", type=int, default=40, help="rollouts per camera (half random actions, half expert)")
+    p = sub.add_parser(
+        "stats",
+        help="measured view fractions per scene family (segmentation renders); Jaco camera stats with --env",
+        description=(
+            "Measure what the cameras of each scene family see (segmentation renders): e.g. for the maze the "
+            "fraction of wall-filled frames and of frames with background showing. Families: see "
+            "envs.view_stats.STATS. The Jaco camera table (arm clipped, target visible) is produced instead "
+            "when any of --env/--cameras/--sizes/--episodes is given."
+        ),
+    )
+    p.add_argument("families", nargs="*", metavar="FAMILY", help="families to measure (default: all registered)")
+    p.add_argument("--frames", type=int, default=300, help="frames measured per family and frame set (default 300)")
+    p.add_argument("--size", type=int, default=64, help="image size in pixels of the family stats (default 64)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    jaco = p.add_argument_group("Jaco camera stats (the table of wm/JacoReach cameras)")
+    jaco.add_argument("--env", default=None, help="a JacoReach env id (default wm/JacoReach-v1)")
+    jaco.add_argument("--cameras", nargs="+", default=None, help="camera modes (default: fixed random moving)")
+    jaco.add_argument("--sizes", nargs="+", type=int, default=None, help="image sizes (default 64)")
+    jaco.add_argument("--episodes", type=int, default=None, help="rollouts per camera (half random, half expert; 40)")
     p.set_defaults(handler=_cmd_stats)
 
 
@@ -212,15 +225,55 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
+    if any(getattr(args, k) is not None for k in ("env", "cameras", "sizes", "episodes")):
+        if args.families:
+            raise ValueError("--env/--cameras/--sizes/--episodes (Jaco camera stats) cannot be combined with FAMILY")
+        return _jaco_camera_stats(args)
+    return _family_stats(args)
+
+
+def _family_stats(args: argparse.Namespace) -> int:
+    import sys
+
+    from envs.view_stats import STATS, StatsUnavailableError, get_stats_fn
+
+    if args.frames < 1 or args.size < 8:
+        raise ValueError(f"need --frames >= 1 and --size >= 8, got {args.frames} and {args.size}")
+    families = list(dict.fromkeys(args.families or STATS))
+    fns = {}
+    for family in families:
+        try:
+            fns[family] = get_stats_fn(family)
+        except StatsUnavailableError as err:
+            print(f"wm: error: {err}", file=sys.stderr)
+            return 1
+    results: dict[str, dict[str, float]] = {}
+    for family, fn in fns.items():
+        t = time.perf_counter()
+        results[family] = {k: float(v) for k, v in fn(args.frames, args.seed, args.size).items()}
+        print(f"{family} ({args.frames} frames, size {args.size}, seed {args.seed}, {time.perf_counter() - t:.1f} s)")
+        for key, value in results[family].items():
+            print(f"    {key:32} {value:.4g}")
+    if args.json:
+        meta = {"frames": args.frames, "seed": args.seed, "size": args.size}
+        Path(args.json).write_text(json.dumps({"config": meta, "families": results}, indent=2))
+    return 0
+
+
+def _jaco_camera_stats(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from envs.jaco_views import jaco_view_stats
 
+    env_id = args.env or "wm/JacoReach-v1"
+    cameras = args.cameras or ["fixed", "random", "moving"]
+    sizes = args.sizes or [64]
+    episodes = 40 if args.episodes is None else args.episodes
     rows = []
-    configs = [(c, s) for c in args.cameras for s in args.sizes]
+    configs = [(c, s) for c in cameras for s in sizes]
     for camera, size in tqdm(configs, desc="view stats", unit="config"):
-        st = jaco_view_stats(args.env, camera=camera, size=size, episodes=args.episodes, seed=args.seed)
-        rows.append({"env": args.env, "camera": camera, "size": size, **st.to_dict()})
+        st = jaco_view_stats(env_id, camera=camera, size=size, episodes=episodes, seed=args.seed)
+        rows.append({"env": env_id, "camera": camera, "size": size, **st.to_dict()})
     print(f"{'camera':8} {'size':>4} {'frames':>6} {'arm clipped':>11} {'target visible':>14} {'target px':>9} {'arm px':>7}")
     for r in rows:
         print(

@@ -4,6 +4,15 @@ A :class:`Domain` holds colours, floor texture, lighting and camera noise. ``DOM
 presets; ``domain="randomised"`` in an environment draws a fresh :func:`random_domain` at every
 reset. Domains are plain data (JSON-serialisable with :func:`dataclasses.asdict`) so a dataset
 records the one each scene used.
+
+**Target contrast.** A random domain's target must stand out from the floor it lies on. The
+contrast of a target against a floor (:func:`target_contrast`) is the CIE76 colour difference
+Delta E*ab (Euclidean distance in CIELAB, D65 white, colours read as sRGB) between the target
+colour and each tone the floor shows (its colour and, for ``checker``/``grid`` textures, the
+second tone of :func:`floor_texture_xml`), taken at full light and at :data:`DIM_LIGHT` times the
+light (linear RGB) so that dark scenes count; the smallest of these. :func:`random_domain` redraws
+the target colour until the contrast is at least :data:`MIN_TARGET_CONTRAST` (40: a clearly
+different colour; 2.3 is a just-noticeable difference, olive on green is about 20).
 """
 
 from __future__ import annotations
@@ -13,6 +22,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 TEXTURES: tuple[str, ...] = ("none", "checker", "grid")
+
+MIN_TARGET_CONTRAST = 40.0
+"""Least :func:`target_contrast` (CIE76 Delta E*ab) of a random domain's target against its floor."""
+DIM_LIGHT = 0.35
+"""Light factor (linear RGB) of the dim case of :func:`target_contrast`: about the darkest a lit
+surface gets under a random domain's lights (ambient >= 0.15, diffuse >= 0.5)."""
+_MAX_TARGET_DRAWS = 1000
 
 
 @dataclass(frozen=True)
@@ -66,24 +82,77 @@ DOMAINS: dict[str, Domain] = {
 DOMAIN_CHOICES: tuple[str, ...] = (*DOMAINS, "randomised")
 
 
+def srgb_to_lab(rgb, light: float = 1.0) -> np.ndarray:
+    """CIELAB (D65) of sRGB colours ``[..., 3]`` in [0, 1], after scaling their linear RGB by ``light``."""
+    c = np.clip(np.asarray(rgb, dtype=np.float64), 0.0, 1.0)
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4) * float(light)
+    xyz = linear @ _SRGB_TO_XYZ.T / _D65_WHITE
+    f = np.where(xyz > (6.0 / 29.0) ** 3, np.cbrt(xyz), xyz / (3.0 * (6.0 / 29.0) ** 2) + 4.0 / 29.0)
+    return np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], -1)
+
+
+_SRGB_TO_XYZ = np.array(
+    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
+)
+_D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+
+def floor_tones(floor_rgb: tuple[float, float, float], floor_texture: str) -> list[tuple[float, float, float]]:
+    """The colours a floor shows: its colour, plus the second tone of a ``checker`` or ``grid`` texture."""
+    if floor_texture not in TEXTURES:
+        raise ValueError(f"unknown floor_texture {floor_texture!r}; valid: {', '.join(TEXTURES)}")
+    tones = [tuple(float(c) for c in floor_rgb)]
+    if floor_texture != "none":
+        tones.append(tuple(min(1.0, c * 0.75 + 0.05) for c in floor_rgb))
+    return tones
+
+
+def target_contrast(
+    target_rgb: tuple[float, float, float], floor_rgb: tuple[float, float, float], floor_texture: str = "none"
+) -> float:
+    """Contrast of a target colour against a floor (see the module doc): the least CIE76 Delta E*ab."""
+    return float(
+        min(
+            np.linalg.norm(srgb_to_lab(target_rgb, light) - srgb_to_lab(tone, light))
+            for tone in floor_tones(floor_rgb, floor_texture)
+            for light in (1.0, DIM_LIGHT)
+        )
+    )
+
+
 def random_domain(rng: np.random.Generator) -> Domain:
-    """Draw a random appearance (used by ``domain="randomised"`` and by scene generators)."""
+    """Draw a random appearance (used by ``domain="randomised"`` and by scene generators).
+
+    Deterministic in ``rng``'s state. The target colour is redrawn (after every other field, so
+    a domain whose first target passes is unchanged) until its :func:`target_contrast` against
+    the floor reaches :data:`MIN_TARGET_CONTRAST`.
+    """
 
     def rgb() -> tuple[float, float, float]:
         return tuple(float(c) for c in rng.uniform(0.1, 0.95, 3))
 
     light = rng.normal(0.0, 0.5, 3)
     light[2] = -abs(light[2]) - 0.7
+    floor, texture = rgb(), str(rng.choice(TEXTURES))
+    wall, body, accent, target = rgb(), rgb(), rgb(), rgb()
+    light_direction = tuple(float(v) for v in light)
+    light_intensity, ambient = float(rng.uniform(0.5, 1.1)), float(rng.uniform(0.15, 0.4))
+    for _ in range(_MAX_TARGET_DRAWS):
+        if target_contrast(target, floor, texture) >= MIN_TARGET_CONTRAST:
+            break
+        target = rgb()
+    else:  # pragma: no cover - every floor colour in the drawn range has far colours
+        raise RuntimeError(f"no target colour with contrast >= {MIN_TARGET_CONTRAST} against floor {floor}")
     return Domain(
-        floor_rgb=rgb(),
-        floor_texture=str(rng.choice(TEXTURES)),
-        wall_rgb=rgb(),
-        body_rgb=rgb(),
-        accent_rgb=rgb(),
-        target_rgb=rgb(),
-        light_direction=tuple(float(v) for v in light),
-        light_intensity=float(rng.uniform(0.5, 1.1)),
-        ambient=float(rng.uniform(0.15, 0.4)),
+        floor_rgb=floor,
+        floor_texture=texture,
+        wall_rgb=wall,
+        body_rgb=body,
+        accent_rgb=accent,
+        target_rgb=target,
+        light_direction=light_direction,
+        light_intensity=light_intensity,
+        ambient=ambient,
         pixel_noise_std=0.0,
     )
 
@@ -145,6 +214,11 @@ __all__ = [
     "DOMAIN_CHOICES",
     "TEXTURES",
     "random_domain",
+    "MIN_TARGET_CONTRAST",
+    "DIM_LIGHT",
+    "srgb_to_lab",
+    "floor_tones",
+    "target_contrast",
     "resolve_domain",
     "replace",
     "add_camera_noise",

@@ -6,7 +6,10 @@ place for every maze, so a new maze costs no recompilation and no new GL context
 :class:`MazeEnv` moves a kinematic disc-shaped agent through it and renders from its eye.
 
 World frame: z up, metres; a cell is 1 m wide and the maze is centred on the origin, row 0 of
-the grid at +y (north). Walls are 1 m high; the eye is 0.5 m above the floor.
+the grid at +y (north). Walls are 1 m high; the eye is 0.5 m above the floor; cameras have a
+75 degree field of view. The sky is five emissive boxes (a lid 6 m up and four sides 4 m outside
+the outer wall) enclosing the maze, so every first-person pixel shows wall, floor, goal or sky
+(``wm envs stats maze`` measures it with segmentation renders, docs/envs.md).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from envs.maze_layout import (
     cell_centre,
     generate_maze,
     rasterise_map,
+    sample_open_heading,
     wall_rectangles,
 )
 from envs.rendering import OffscreenRenderer
@@ -58,12 +62,25 @@ GOAL_RADIUS = 0.2
 """Radius of the goal sphere (metres)."""
 GOAL_HEIGHT = 0.25
 """Height of the goal sphere's centre (metres)."""
-FOVY_DEG = 60.0
-"""Vertical field of view of every camera (degrees)."""
+FOVY_DEG = 75.0
+"""Vertical (and, on square images, horizontal) field of view of every camera (degrees): wider
+than 60 so a first-person view shows the floor and walls around a corridor, not only its end."""
 HIDDEN_GROUP = 5
 """MuJoCo geom group that the renderer does not draw (unused wall boxes, hidden markers)."""
 SKY_RGB = (0.55, 0.7, 0.9)
-"""Colour of the sky (a flat emissive ceiling high above the walls)."""
+"""Colour of the sky: flat emissive boxes (a lid and four sides) enclosing the maze."""
+SKY_EMISSION = 6.0
+"""Emission of the sky material, its colour scaled down to match: the lights then add only a few
+percent, so the lid and the sides look like one uniform sky."""
+SKY_HEIGHT = 6.0
+"""Height of the sky's lid above the floor (metres)."""
+SKY_MARGIN = 4.0
+"""Distance from the outer wall to the sky's sides (metres): every ray from inside the maze that
+clears the walls meets the sky well inside the far clipping plane, so no background shows."""
+SPAWN_VIEW_DISTANCE = 1.0
+"""Default ``spawn_view_distance``: free distance straight ahead of the spawn heading (metres)."""
+NOISE_STREAM = 0x6E6F697365
+"""Second entropy word of the pixel-noise generator's seed (``[seed, NOISE_STREAM]``)."""
 
 ACTION_SETS: tuple[str, ...] = ("basic", "full")
 ACTION_TYPES: tuple[str, ...] = ("discrete", "continuous")
@@ -109,7 +126,7 @@ class MazeWorld:
         gid = lambda name: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, name)  # noqa: E731
         self._walls = np.array([gid(f"wall{i}") for i in range(self.n * self.n)])
         self._goal = gid("goal")
-        self._sky = gid("sky")
+        self._sky = np.array([gid(n) for n in ("sky", "sky_north", "sky_south", "sky_east", "sky_west")])
         self._agent = np.array([gid("agent_body"), gid("agent_nose")])
         self._mat_wall = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_MATERIAL, "wall")
         self._mat_floor = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_MATERIAL, "floor")
@@ -153,13 +170,14 @@ class MazeWorld:
              width="32" height="32"/>
     <material name="wall" rgba="0.6 0.6 0.6 1" texrepeat="2 2" texuniform="true" specular="0.1"/>
     <material name="floor" rgba="0.5 0.5 0.5 1" texrepeat="1 1" texuniform="true" specular="0.1"/>
-    <material name="sky" rgba="{_fmt(SKY_RGB)} 1" emission="1"/>
+    <material name="sky" rgba="{_fmt(np.asarray(SKY_RGB) / (SKY_EMISSION + 0.3))} 1" emission="{SKY_EMISSION}"
+              specular="0"/>
   </asset>
   <worldbody>
     <light name="sun" directional="true" castshadow="false" pos="0 0 5" dir="0 0 -1" diffuse="0.8 0.8 0.8"
            specular="0.1 0.1 0.1"/>
     <geom name="floor" type="plane" size="{h + b} {h + b} 2" material="floor"/>
-    <geom name="sky" type="box" size="{h + 20} {h + 20} 0.05" pos="0 0 6" material="sky"/>
+    {self._sky_xml()}
     <geom name="goal" type="sphere" size="{GOAL_RADIUS}" pos="0 0 {GOAL_HEIGHT}" rgba="0.9 0.15 0.15 1"/>
     {walls}{border}
     <body name="agent" mocap="true" pos="0 0 0">
@@ -168,6 +186,19 @@ class MazeWorld:
     </body>
   </worldbody>
 </mujoco>"""
+
+    def _sky_xml(self) -> str:
+        """The sky: a lid at :data:`SKY_HEIGHT` and four sides :data:`SKY_MARGIN` outside the outer wall."""
+        s, t, z = self.half + BORDER + SKY_MARGIN, 0.05, 0.5 * SKY_HEIGHT
+        boxes = (
+            ("sky", (s + t, s + t, t), (0, 0, SKY_HEIGHT + t)),
+            ("sky_north", (s + t, t, z), (0, s + t, z)),
+            ("sky_south", (s + t, t, z), (0, -s - t, z)),
+            ("sky_east", (t, s + t, z), (s + t, 0, z)),
+            ("sky_west", (t, s + t, z), (-s - t, 0, z)),
+        )
+        geom = '<geom name="{}" type="box" size="{}" pos="{}" material="sky"/>'
+        return "".join(geom.format(name, _fmt(size), _fmt(pos)) for name, size, pos in boxes)
 
     # -- coordinates -----------------------------------------------------------------------
     def to_world(self, gx: float, gy: float) -> tuple[float, float]:
@@ -267,7 +298,7 @@ class MazeEnv(gym.Env):
     **Camera** (``camera``):
 
     * ``"moving"`` (default): first-person, at the agent's position, ``eye_height`` above the
-      floor, yaw = heading, pitch = ``pitch``; it moves with the agent.
+      floor, yaw = heading, pitch = ``pitch``, a 75 degree field of view; it moves with the agent.
     * ``"random"``: as ``"moving"`` with pitch and eye height jittered per episode (uniform within
       +-0.15 rad and +-0.1 m).
     * ``"fixed"``: a fixed view from south of the maze, 60 degrees down, that shows the whole maze
@@ -280,28 +311,37 @@ class MazeEnv(gym.Env):
     ``reach_radius`` of the goal's centre, else ``-step_cost`` (-0.01).
 
     **Termination / truncation**: terminated when the goal is reached; truncated after
-    ``max_steps`` steps.
+    ``max_steps`` steps (the registered spec's ``max_episode_steps`` is 500, the default). A
+    ``step()`` after either raises ``RuntimeError`` until ``reset()`` (as ``wm/JacoReach`` does).
 
     **Mazes**: by default every episode gets a new maze whose seed is drawn from the env's RNG
     (so ``reset(seed=s)`` fixes the whole sequence of mazes). ``maze_seed=k`` fixes the maze to
     ``k`` for all episodes; ``fixed_maze=True`` draws one maze seed at the first reset (and at
     every reset that passes a ``seed``) and keeps it. The goal cell belongs to the maze; the
-    agent's start cell (any free cell but the goal's), position in the cell and heading are
-    drawn per episode.
+    agent's start cell (any free cell but the goal's) and position in the cell are drawn per
+    episode; its heading is uniform among those with at least ``spawn_view_distance`` (1 m)
+    of free floor straight ahead (:func:`envs.maze_layout.sample_open_heading`), so a first
+    frame shows the maze rather than a wall filling the view (``wm envs stats maze``: 0% of
+    reset frames >= 95% wall, against ~30% with a uniform heading; ``spawn_view_distance=0``
+    restores it). All of it (mazes, starts, random domains) comes from the env's ``np_random``.
 
     **Appearance and domain**: the wall and floor colours and patterns of a maze come from its
     seed (as in GQN) when ``colours="maze"``, or from the domain's ``wall_rgb``/``floor_rgb``/
     ``floor_texture`` (plain walls) when ``colours="domain"``. The default ``colours=None``
     picks ``"maze"`` for the ``"sim"`` domain and ``"domain"`` otherwise, so ``domain="real"``
     is a fixed shifted palette and ``domain="randomised"`` a new random one per episode. The
-    goal colour, the lights and the camera noise always come from the domain.
+    goal colour, the lights and the camera noise always come from the domain. The camera noise
+    (``pixel_noise_std``, e.g. ``domain="real"``) draws from its own generator, seeded from the
+    ``reset`` seed, so ``obs="pixels"`` and ``obs="state"`` see the same mazes, starts and
+    domains for a seed.
 
     **Reset options**: ``{"maze_seed": int}`` uses that maze for this episode only. Unknown keys
     raise ``ValueError``.
 
     **Info keys** (reset and step): ``viewpoint`` (float32 [5]), ``maze_seed`` (int),
     ``goal_distance`` (shortest-path length in cells from the agent's cell to the goal's),
-    ``collided`` (bool), ``is_success`` (bool, goal reached this step).
+    ``collided`` (bool), ``is_success`` (bool, goal reached this step; SB3's key) and
+    ``success`` (the same, an alias matching ``wm/JacoReach``'s key).
 
     ``render()`` (``render_mode="rgb_array"``) returns the camera image without pixel noise;
     :meth:`render_map` a north-up top-down map of walls, goal and agent;
@@ -342,6 +382,7 @@ class MazeEnv(gym.Env):
         pitch: float = 0.0,
         ray_range: float = 7.0,
         map_size: int = 64,
+        spawn_view_distance: float = SPAWN_VIEW_DISTANCE,
     ) -> None:
         """Create the env (the maze is drawn at ``reset``; the renderer at the first render).
 
@@ -368,6 +409,8 @@ class MazeEnv(gym.Env):
             pitch: camera pitch in radians (first-person cameras), e.g. for data collection.
             ray_range: longest wall distance reported in the state observation (metres).
             map_size: default side in pixels of :meth:`render_map`.
+            spawn_view_distance: the spawn heading faces at least this much free floor straight
+                ahead (metres; 0 = a uniform heading), see "Mazes" in the class docstring.
         """
         if render_mode is not None:
             check_choice("render_mode", render_mode, self.metadata["render_modes"])
@@ -402,6 +445,8 @@ class MazeEnv(gym.Env):
             raise ValueError(f"eye_height must be in (0, {WALL_HEIGHT + 1.0}), got {eye_height}")
         if not abs(pitch) + RANDOM_PITCH_JITTER <= MAX_PITCH:
             raise ValueError(f"|pitch| must be <= {MAX_PITCH - RANDOM_PITCH_JITTER:.3f} rad, got {pitch}")
+        if not 0.0 <= spawn_view_distance <= 2.0 * CELL:
+            raise ValueError(f"spawn_view_distance must be in [0, {2.0 * CELL}] metres, got {spawn_view_distance}")
         if maze_seed is not None and (int(maze_seed) != maze_seed or maze_seed < 0):
             raise ValueError(f"maze_seed must be a non-negative integer or None, got {maze_seed!r}")
         self.size = int(size)
@@ -416,6 +461,7 @@ class MazeEnv(gym.Env):
         self.eye_height = float(eye_height)
         self.pitch = float(pitch)
         self.ray_range = float(ray_range)
+        self.spawn_view_distance = float(spawn_view_distance)
         self._maze_seed_arg = None if maze_seed is None else int(maze_seed)
         self.fixed_maze = bool(fixed_maze) or maze_seed is not None
 
@@ -444,6 +490,8 @@ class MazeEnv(gym.Env):
         self._x = self._y = self._heading = 0.0
         self._cam_pitch, self._cam_height = self.pitch, self.eye_height
         self._steps = 0
+        self._done = False
+        self._noise_rng: np.random.Generator | None = None
         self._frame: np.ndarray | None = None
         self._pose: CameraPose = self._fixed_pose
 
@@ -467,6 +515,10 @@ class MazeEnv(gym.Env):
     # -- Gymnasium API ----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        if seed is not None or self._noise_rng is None:
+            # Pixel noise has its own stream: obs="pixels" and obs="state" then draw the same
+            # mazes, starts and domains from np_random for a seed.
+            self._noise_rng = np.random.default_rng(None if seed is None else [int(seed), NOISE_STREAM])
         options = dict(options or {})
         unknown = sorted(set(options) - set(RESET_OPTIONS))
         if unknown:
@@ -508,7 +560,7 @@ class MazeEnv(gym.Env):
         jitter = 0.5 - self.agent_radius / CELL - 0.05
         gx, gy = gx + rng.uniform(-jitter, jitter), gy + rng.uniform(-jitter, jitter)
         self._x, self._y = self.world.to_world(gx, gy)
-        self._heading = float(rng.uniform(-np.pi, np.pi))
+        self._heading = sample_open_heading(self._geometry, gx, gy, rng, self.spawn_view_distance / CELL)
         if self.camera_mode == "random":
             self._cam_pitch = self.pitch + float(rng.uniform(-RANDOM_PITCH_JITTER, RANDOM_PITCH_JITTER))
             self._cam_height = self.eye_height + float(rng.uniform(-RANDOM_HEIGHT_JITTER, RANDOM_HEIGHT_JITTER))
@@ -517,10 +569,15 @@ class MazeEnv(gym.Env):
         if fixed:
             self.world.set_agent(self._x, self._y, self._heading)
         self._steps = 0
+        self._done = False
         self._update_pose()
         return self._observation(), self._info(collided=False, success=False)
 
     def step(self, action):
+        if self.layout is None:
+            raise RuntimeError("call reset() before step()")
+        if self._done:
+            raise RuntimeError("episode is over (terminated or truncated); call reset() before step()")
         forward, strafe, turn = self._parse_action(action)
         if turn:
             self._heading = (self._heading + turn + math.pi) % (2.0 * math.pi) - math.pi
@@ -539,6 +596,7 @@ class MazeEnv(gym.Env):
         success = math.hypot(self._x - self._goal_xy[0], self._y - self._goal_xy[1]) < self.reach_radius
         reward = self.goal_reward if success else -self.step_cost
         truncated = (not success) and self._steps >= self.max_steps
+        self._done = success or truncated
         return self._observation(), reward, success, truncated, self._info(collided=collided, success=success)
 
     def render(self):
@@ -623,7 +681,11 @@ class MazeEnv(gym.Env):
         goal_g = cell_centre(n, self.layout.goal) if goal else None
         agent_g = (*self.world.to_grid(self._x, self._y), self._heading) if agent else None
         return rasterise_map(
-            self.layout.grid, size, goal=goal_g, agent=agent_g, goal_radius=GOAL_RADIUS / CELL * 1.5,
+            self.layout.grid,
+            size,
+            goal=goal_g,
+            agent=agent_g,
+            goal_radius=GOAL_RADIUS / CELL * 1.5,
             agent_radius=self.agent_radius / CELL,
         )
 
@@ -673,7 +735,7 @@ class MazeEnv(gym.Env):
             return self.state_vector()
         frame = self.ensure_renderer().render(self.world.data, self.camera_pose)
         self._frame = frame
-        image = add_camera_noise(frame, self.domain.pixel_noise_std, self.np_random)
+        image = add_camera_noise(frame, self.domain.pixel_noise_std, self._noise_rng)
         image = format_image(image, self.channel_order)
         if self.obs_mode == "pixels":
             return image
@@ -687,6 +749,7 @@ class MazeEnv(gym.Env):
             "goal_distance": int(self._goal_dist[r, c]),
             "collided": bool(collided),
             "is_success": bool(success),
+            "success": bool(success),
         }
 
     def describe(self) -> dict[str, Any]:

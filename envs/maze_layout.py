@@ -252,7 +252,7 @@ def shortest_path(grid: np.ndarray, start: Cell, goal: Cell) -> list[Cell]:
         raise ValueError(f"no path from {start} to {goal}")
     path = [tuple(start)]
     while path[-1] != tuple(goal):
-        path.append(min(_neighbours(grid, path[-1]), key=lambda nb: (dist[nb] if dist[nb] >= 0 else 1 << 30)))
+        path.append(min(_neighbours(grid, path[-1]), key=lambda nb: dist[nb] if dist[nb] >= 0 else 1 << 30))
     return [(int(r), int(c)) for r, c in path]
 
 
@@ -458,6 +458,32 @@ class GridGeometry:
                 return max_dist
             if self._wall_at(cx, cy):
                 return t
+
+
+def sample_open_heading(
+    geometry: GridGeometry, x: float, y: float, rng: np.random.Generator, min_distance: float, candidates: int = 16
+) -> float:
+    """A heading (radians) from ``(x, y)`` that faces open space, drawn from ``rng``.
+
+    Draws ``candidates`` uniform headings in ``[-pi, pi)`` at once (a fixed number of draws, so
+    the generator's state after the call does not depend on the maze) and returns the first whose
+    straight-ahead free distance (:meth:`GridGeometry.ray_distance`, cell units) is at least
+    ``min_distance``: a uniform heading among the open ones. If none is, the most open one is
+    returned. ``min_distance <= 0`` gives a plain uniform heading.
+    """
+    if candidates < 1:
+        raise ValueError(f"candidates must be >= 1, got {candidates}")
+    headings = rng.uniform(-math.pi, math.pi, size=int(candidates))
+    if min_distance <= 0:
+        return float(headings[0])
+    best, best_d = float(headings[0]), -1.0
+    for h in headings:
+        d = geometry.ray_distance(x, y, float(h), min_distance)
+        if d >= min_distance:
+            return float(h)
+        if d > best_d:
+            best, best_d = float(h), d
+    return best
 
 
 # --------------------------------------------------------------------------- top-down map

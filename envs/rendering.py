@@ -12,6 +12,11 @@ import os
 
 import numpy as np
 
+# Renderers closed (or dropped) in a process that did not create them: a child of ``fork()``
+# shares its parent's GL objects (a copy of Mesa's state, or the very same driver handles on a
+# GPU), so freeing them there could break the parent. They are kept referenced, never freed.
+_FOREIGN: list = []
+
 DEFAULT_GL_BACKEND = "egl"
 GL_BACKENDS: tuple[str, ...] = ("egl", "osmesa", "glfw")
 
@@ -89,9 +94,16 @@ class OffscreenRenderer:
                 _INSTALL_HINT.format(backend=os.environ.get("MUJOCO_GL", ""), err=err)
             ) from err
         disable_costly_effects(self._renderer.scene)
+        self.owner_pid = os.getpid()
+        """Process that created the GL context; only it ever frees the context."""
         self.camera = mujoco.MjvCamera()
         self.height, self.width = height, width
         self._buf = np.empty((height, width, 3), dtype=np.uint8)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the GL context has been released (or, in a forked child, detached)."""
+        return getattr(self, "_renderer", None) is None
 
     def render(self, data, pose) -> np.ndarray:
         """Render ``data`` seen from ``pose`` (a :class:`envs.camera.CameraPose`); returns a new uint8 array [H,W,3]."""
@@ -100,12 +112,38 @@ class OffscreenRenderer:
         self._renderer.render(out=self._buf)
         return self._buf.copy()
 
+    def segment(self, data, pose) -> np.ndarray:
+        """Geom id seen at each pixel of ``data`` from ``pose``: int32 [H,W], -1 where no geom is seen.
+
+        Rendered with MuJoCo's segmentation mode (no lighting, no anti-aliasing: exact ids).
+        """
+        if self._renderer is None:
+            raise RuntimeError("this renderer has been closed")
+        import mujoco
+
+        pose.apply_to(self.camera)
+        self._renderer.enable_segmentation_rendering()
+        try:
+            self._renderer.update_scene(data, camera=self.camera)
+            seg = self._renderer.render()
+        finally:
+            self._renderer.disable_segmentation_rendering()
+        ids = np.where(seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM), seg[..., 0], -1)
+        return ids.astype(np.int32)
+
     def close(self) -> None:
-        """Release the GL context."""
+        """Release the GL context (idempotent).
+
+        In a process other than the creator (a forked child) the context is the parent's: it is
+        detached from this object but kept referenced and never freed.
+        """
         r = getattr(self, "_renderer", None)
         if r is not None:
-            r.close()
             self._renderer = None
+            if getattr(self, "owner_pid", os.getpid()) == os.getpid():
+                r.close()
+            else:
+                _FOREIGN.append(r)
 
     def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
         try:

@@ -128,7 +128,9 @@ def test_checksum_failure_and_verify_cli(dataset, capsys):
     data = bytearray(path.read_bytes())
     data[-3] ^= 0xFF  # same size, same header: only the checksum can tell
     path.write_bytes(bytes(data))
-    SceneDataset(root)  # sizes and headers are fine: opening without checksums succeeds
+    SceneDataset(root, check="size")  # sizes and headers are fine: a size-only open succeeds
+    with pytest.raises(DatasetError, match=r"shard-000001\.cameras\.npy: checksum failure: the whole \(small\) file"):
+        SceneDataset(root)  # a small file is hashed whole by the default sampled check
     with pytest.raises(DatasetError, match=r"shard-000001\.cameras\.npy: checksum failure"):
         SceneDataset(root, verify_checksums=True)
     meta = root / "shards" / "shard-000000.meta.json"
@@ -157,7 +159,10 @@ def test_incomplete_dataset_is_refused_unless_allowed(dataset):
     with pytest.raises(DatasetError, match=r"incomplete \(7 of 9 scenes, 3 of 4 shards\)"):
         SceneDataset(root)
     assert len(SceneDataset(root, allow_incomplete=True)) == 7
-    assert any("incomplete" in w for w in verify_dataset(root).warnings)
+    report = verify_dataset(root)
+    assert not report.ok and report.files_ok and "missing 1 shard(s): units 3" in report.incomplete
+    assert verify_dataset(root, allow_partial=True).ok
+    assert any("incomplete" in w for w in verify_dataset(root, allow_partial=True).warnings)
 
 
 def test_torn_files_are_never_listed(tmp_path):

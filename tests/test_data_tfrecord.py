@@ -137,6 +137,12 @@ def test_import_round_trip_and_resume(tmp_path):
     assert len(again) == 6
     np.testing.assert_array_equal(again[5]["frames"], ds[5]["frames"])
     assert read_manifest(out)["shards"][1]["first_index"] == 3
+    # a committed shard deleted later: the resume converts its input file again, identically
+    before = read_manifest(out)["shards"]
+    (out / "shards" / "shard-000000.frames.npy").unlink()
+    s = import_gqn(ImportConfig(str(tmp_path), str(out), "rooms_ring_camera", workers=1, progress=False))
+    assert s["files_imported_now"] == 1 and [r["unit"] for r in s["regenerated"]] == [0] and s["complete"]
+    assert [sh["files"] for sh in read_manifest(out)["shards"]] == [sh["files"] for sh in before]
     # a different dataset name refuses to resume into the same directory
     with pytest.raises(DatasetError, match="refusing to resume"):
         import_gqn(ImportConfig(str(src), str(out), "jaco", workers=1, progress=False))

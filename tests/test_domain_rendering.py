@@ -63,3 +63,28 @@ def test_invalid_gl_backend_lists_valid_ones():
     out = subprocess.run([sys.executable, "-c", "import envs"], env=env, capture_output=True, text=True)
     assert out.returncode != 0
     assert "bogus" in out.stderr and "egl, osmesa, glfw" in out.stderr
+
+
+def test_offscreen_renderer_segment_gives_geom_ids_and_close_is_fork_safe():
+    import mujoco
+
+    from envs.camera import CameraPose
+    from envs.rendering import _FOREIGN, OffscreenRenderer
+
+    m = mujoco.MjModel.from_xml_string(
+        '<mujoco><worldbody><geom name="a" type="sphere" size=".3"/></worldbody></mujoco>'
+    )
+    d = mujoco.MjData(m)
+    mujoco.mj_forward(m, d)
+    r = OffscreenRenderer(m, 16, 16)
+    ids = r.segment(d, CameraPose.look_at(np.array([2.0, 0.0, 0.0]), np.zeros(3)))
+    assert ids.dtype == np.int32 and ids[8, 8] == 0 and ids[0, 0] == -1
+    rgb = r.render(d, CameraPose.look_at(np.array([2.0, 0.0, 0.0]), np.zeros(3)))
+    assert rgb[8, 8].max() > 0  # segmentation mode was switched off again
+    # Closed from a process that did not create it (a forked child): detached, kept, never freed.
+    inner = r._renderer
+    r.owner_pid = -1
+    r.close()
+    assert r.closed and inner in _FOREIGN and inner._gl_context is not None
+    _FOREIGN.remove(inner)
+    inner.close()

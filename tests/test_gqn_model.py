@@ -128,8 +128,8 @@ def test_registry_presets_and_errors():
     assert spec.preset("paper")["train"]["batch_size"] == 36
     with pytest.raises(ValueError, match="valid values: 'small', 'paper'"):
         spec.make_config("huge")
-    with pytest.raises(ValueError, match="unknown learner 'vae'; valid values: 'gqn'"):
-        get_learner("vae")
+    with pytest.raises(ValueError, match="unknown learner 'nope'; valid values: 'gqn'"):
+        get_learner("nope")
     with pytest.raises(ValueError, match="unknown gqn model config field"):
         spec.make_config(None, hidden=3)
 

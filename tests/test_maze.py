@@ -164,12 +164,66 @@ def test_determinism_same_seed_and_different_seeds():
         env.close()
         return np.stack(frames), seeds
 
-    a, sa = rollout(7, domain="real")  # "real" adds pixel noise: drawn from the env's RNG
+    a, sa = rollout(7, domain="real")  # "real" adds pixel noise: drawn from its own seeded generator
     b, sb = rollout(7, domain="real")
     assert a.tobytes() == b.tobytes() and sa == sb
     c, sc = rollout(8)
     assert sc[0] != sa[0] and not np.array_equal(generate_maze(sc[0]).grid, generate_maze(sa[0]).grid)
     assert sa[0] != sa[1]  # default: a new maze per episode
+
+
+def test_pixels_and_state_draw_the_same_episodes_with_pixel_noise():
+    """domain="real" adds camera noise; it has its own generator, so obs modes see the same mazes and starts."""
+
+    def episodes(obs):
+        env = make(obs=obs, domain="real")
+        u = env.unwrapped
+        seen = []
+        for e in range(4):
+            _, info = env.reset(seed=11) if e == 0 else env.reset()
+            for a in (0, 1, 0, 2, 0):
+                _, _, term, trunc, info = env.step(a)
+                if term or trunc:
+                    break
+            pose = tuple(round(v, 9) for v in u.agent_pose)
+            seen.append((info["maze_seed"], u.layout.goal, pose, info["goal_distance"]))
+        env.close()
+        return seen
+
+    pixels, state = episodes("pixels"), episodes("pixels+viewpoint")
+    assert pixels == state == episodes("state")
+    assert len({s[0] for s in pixels}) == 4  # a new maze per episode
+    env = make(domain="real")
+    noisy = [env.reset(seed=3)[0].astype(int), env.reset(seed=3)[0].astype(int)]
+    assert np.array_equal(noisy[0], noisy[1])  # the noise is seeded too
+    clean = make(domain="real", render_mode="rgb_array")
+    clean.reset(seed=3)
+    assert np.abs(noisy[0] - clean.render().astype(int)).mean() > 0.5  # and it is there
+    env.close()
+    clean.close()
+
+
+def test_step_after_episode_end_raises():
+    env = make(obs="state")
+    u = env.unwrapped
+    with pytest.raises(RuntimeError, match="reset"):
+        u.step(0)  # before any reset
+    env.reset(seed=0)
+    while True:
+        *_, term, trunc, info = env.step(bfs_policy(u))
+        if term or trunc:
+            break
+    assert term and info["is_success"] and info["success"]  # "success": alias of SB3's "is_success"
+    with pytest.raises(RuntimeError, match="terminated or truncated.*reset"):
+        env.step(0)
+    env.reset()
+    assert not env.step(1)[2]  # a reset starts a new episode
+    short = MazeEnv(obs="state", max_steps=2)
+    short.reset(seed=0)
+    short.step(1)
+    assert short.step(1)[3]  # truncated
+    with pytest.raises(RuntimeError, match="call reset"):
+        short.step(1)
 
 
 def test_maze_selection_options():

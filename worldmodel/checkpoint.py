@@ -185,8 +185,48 @@ def step_dir_name(step: int) -> str:
     return f"step_{int(step):08d}"
 
 
+def _complete(p: Path) -> bool:
+    return p.is_dir() and (p / CONFIG_FILE).is_file() and (p / MODEL_FILE).is_file()
+
+
+def interrupted_overwrites(root: str | os.PathLike[str]) -> dict[str, Path]:
+    """Checkpoints a kill left between the two renames of a same-step overwrite.
+
+    :func:`save_checkpoint` replaces an existing ``step_X`` by renaming it to ``.trash-step_X-*``
+    and then the finished ``.tmp-step_X-*`` to ``step_X``. A kill between the two leaves no
+    ``step_X``; both copies are complete. Returns ``{"step_X": the copy to use}``: the new one
+    (the temp dir) when complete, else the old one.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return {}
+    found: dict[str, Path] = {}
+    for prefix in (".trash-", ".tmp-"):  # later prefixes win: the new copy over the old one
+        for p in sorted(root.glob(f"{prefix}step_*-*")):
+            name = p.name[len(prefix):].rsplit("-", 1)[0]
+            if _STEP_DIR.match(name) and not (root / name).exists() and _complete(p):
+                found[name] = p
+    return found
+
+
+def repair_interrupted_overwrites(root: str | os.PathLike[str]) -> list[Path]:
+    """Rename each copy found by :func:`interrupted_overwrites` back to its ``step_X`` name (only
+    the run's writer calls this; readers use the copies in place). Returns the repaired paths."""
+    repaired = []
+    for name, copy in interrupted_overwrites(root).items():
+        final = Path(root) / name
+        os.replace(copy, final)
+        repaired.append(final)
+    if repaired:
+        fsync_dir(Path(root))
+    return repaired
+
+
 def list_checkpoints(run_or_dir: str | os.PathLike[str]) -> list[Path]:
-    """Complete checkpoints of a run (or of a ``checkpoints`` folder), oldest first."""
+    """Complete checkpoints of a run (or of a ``checkpoints`` folder), oldest first.
+
+    A checkpoint caught mid-overwrite by a kill is listed by the path of its complete copy (see
+    :func:`interrupted_overwrites`), so it is never lost to a reader."""
     root = Path(run_or_dir)
     if (root / CHECKPOINTS_DIR).is_dir():
         root = root / CHECKPOINTS_DIR
@@ -195,8 +235,10 @@ def list_checkpoints(run_or_dir: str | os.PathLike[str]) -> list[Path]:
     found = []
     for p in root.iterdir():
         m = _STEP_DIR.match(p.name)
-        if m and p.is_dir() and (p / CONFIG_FILE).is_file() and (p / MODEL_FILE).is_file():
+        if m and _complete(p):
             found.append((int(m.group(1)), p))
+    for name, copy in interrupted_overwrites(root).items():
+        found.append((int(_STEP_DIR.match(name).group(1)), copy))
     return [p for _, p in sorted(found)]
 
 
@@ -241,7 +283,23 @@ def read_checkpoint_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         if key not in config:
             raise CheckpointError(f"{directory / CONFIG_FILE}: missing key {key!r}")
     config["checkpoint_dir"] = str(directory)
+    _fill_legacy_defaults(config)
     return config
+
+
+def _fill_legacy_defaults(config: dict[str, Any]) -> None:
+    """Model-config fields the checkpoint predates get the learner's legacy values (so it loads
+    as the architecture it was trained with, not as a newer default)."""
+    from worldmodel.models.registry import get_learner
+
+    try:
+        spec = get_learner(str(config["learner"]))
+    except (KeyError, ValueError):
+        return  # an unknown learner is reported by whoever builds it
+    model = config["model"]
+    if isinstance(model, dict):
+        for name, value in spec.legacy_defaults.items():
+            model.setdefault(name, value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,6 +330,7 @@ def save_checkpoint(
     for key in ("learner", "model"):
         if key not in config:
             raise ValueError(f"checkpoint config must contain {key!r}")
+    repair_interrupted_overwrites(parent)  # a kill mid-overwrite last time: restore that checkpoint first
     tmp = parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
@@ -331,6 +390,7 @@ def prune_checkpoints(run_or_dir: str | os.PathLike[str], keep: int) -> None:
     root = Path(run_or_dir)
     if (root / CHECKPOINTS_DIR).is_dir():
         root = root / CHECKPOINTS_DIR
+    repair_interrupted_overwrites(root)  # before the leftovers below are deleted
     found = list_checkpoints(root)
     old = found[: max(0, len(found) - max(1, keep))]
     for p in old:

@@ -148,6 +148,7 @@ class FrozenEncoder(nn.Module):
 ENCODER_LOADERS: dict[str, str] = {
     "gqn": "worldmodel.models.gqn:load_frozen",
     "niso": "worldmodel.models.niso:load_frozen",
+    "vae": "worldmodel.models.vae:load_frozen",
 }
 
 

@@ -5,8 +5,9 @@ rendering a 64x64 view costs about 1 ms. Scene generators therefore compile one 
 model per family that holds every object slot, then, per scene, write colours, poses and
 visibility (geom groups) into that model and render. A :class:`Canvas` is such a template plus
 its data and renderer. :func:`get_canvas` keeps at most :data:`MAX_CANVASES` of them per
-thread (least recently used are closed), never shares one across threads or a ``fork``, and
-:func:`close_canvases` releases them all (it also runs at interpreter exit).
+thread in a :class:`envs.scenes.gl_cache.GLCache` (least recently used are closed; never shared
+across threads or a ``fork``), and :func:`close_canvases` releases them all (it also runs at
+interpreter exit).
 
 A generator must write *every* per-scene field of the template on every scene, so that a
 scene's pixels never depend on the scenes rendered before it.
@@ -14,26 +15,21 @@ scene's pixels never depend on the scenes rendered before it.
 
 from __future__ import annotations
 
-import atexit
 import os
-import threading
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from envs.camera import CameraPose
 from envs.rendering import OffscreenRenderer, configure_gl_backend
+from envs.scenes.gl_cache import GLCache, inherited_count
 
 #: Most canvases one thread keeps open at a time.
 MAX_CANVASES = 4
 
 _LIVE: weakref.WeakSet[Canvas] = weakref.WeakSet()
-_LOCAL = threading.local()
-# Canvases inherited through fork(): their GL contexts belong to the parent process, so the
-# child must neither use nor close them; they are only kept referenced here.
-_INHERITED: list = []
+_CANVASES: GLCache[Canvas] = GLCache("canvases", MAX_CANVASES)
 
 
 class Canvas:
@@ -53,6 +49,8 @@ class Canvas:
         self.data = mujoco.MjData(self.model)
         self.size = int(size)
         self.renderer: OffscreenRenderer | None = OffscreenRenderer(self.model, self.size, self.size)
+        self.owner_pid = os.getpid()
+        """Process that compiled this canvas (a forked child never closes it)."""
         _LIVE.add(self)
 
     @property
@@ -72,6 +70,15 @@ class Canvas:
             frames[i] = self.renderer.render(self.data, pose)
         return frames
 
+    def segment(self, poses: Sequence[CameraPose]) -> np.ndarray:
+        """Like :meth:`render` but returns the geom id seen at each pixel: int32 [V,H,W], -1 for none."""
+        import mujoco
+
+        if self.renderer is None:
+            raise RuntimeError("this canvas has been closed")
+        mujoco.mj_forward(self.model, self.data)
+        return np.stack([self.renderer.segment(self.data, pose) for pose in poses])
+
     def close(self) -> None:
         """Release the GL context (idempotent)."""
         if self.renderer is not None:
@@ -80,44 +87,17 @@ class Canvas:
         _LIVE.discard(self)
 
 
-def _cache() -> OrderedDict[tuple[str, int], Canvas]:
-    pid = os.getpid()
-    if getattr(_LOCAL, "pid", None) != pid:
-        old = getattr(_LOCAL, "cache", None)
-        if old:
-            _INHERITED.extend(old.values())
-        _LOCAL.pid = pid
-        _LOCAL.cache = OrderedDict()
-    return _LOCAL.cache
-
-
 def get_canvas(key: str, size: int, build: Callable[[int], Canvas]) -> Canvas:
     """The cached canvas of template ``key`` at image ``size``, built with ``build(size)`` if missing."""
-    cache = _cache()
-    k = (key, int(size))
-    canvas = cache.get(k)
-    if canvas is None or canvas.closed:
-        canvas = build(int(size))
-        cache[k] = canvas
-        while len(cache) > MAX_CANVASES:
-            _, oldest = cache.popitem(last=False)
-            oldest.close()
-    cache.move_to_end(k)
-    return canvas
+    return _CANVASES.get((key, int(size)), lambda: build(int(size)))
 
 
 def close_canvases() -> None:
     """Close every canvas this thread has cached (the next scene compiles a fresh one)."""
-    cache = _cache()
-    while cache:
-        _, canvas = cache.popitem()
-        canvas.close()
+    _CANVASES.clear()
 
 
 def open_canvas_count() -> int:
-    """Number of canvases of this process whose GL context is still open (all threads)."""
-    _cache()  # notices a fork first
-    return sum(1 for c in list(_LIVE) if not c.closed and c not in _INHERITED)
-
-
-atexit.register(close_canvases)
+    """Number of canvases of this process whose GL context is still open (all threads, none inherited)."""
+    inherited_count()  # notices a fork first
+    return sum(1 for c in list(_LIVE) if not c.closed and c.owner_pid == os.getpid())

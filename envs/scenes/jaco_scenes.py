@@ -8,12 +8,11 @@ env's orbit (:data:`envs.jaco_v1.ORBIT_V1`), so a representation trained on thes
 the agents see. ``task="v0"`` keeps the first release's scenes (9 joint angles uniform within their
 limits, targets all around the base, no walls, :data:`envs.jaco_model.ORBIT`). The model comes from the env's builder
 (:mod:`envs.jaco_model`); one compiled model and renderer per image size are kept per process
-and recoloured for each scene, so the output depends only on the arguments.
+and thread (:mod:`envs.scenes.gl_cache`) and recoloured for each scene, so the output depends only on the arguments.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from typing import Any
 
@@ -26,6 +25,7 @@ from envs.camera import OrbitRig
 from envs.domain import DOMAIN_CHOICES, DOMAINS, Domain, add_camera_noise, random_domain, resolve_domain
 from envs.rendering import OffscreenRenderer
 from envs.scenes import SceneRecord, scene_rng
+from envs.scenes.gl_cache import GLCache
 from envs.spaces import check_choice
 
 #: Camera placements of a scene's views.
@@ -38,7 +38,7 @@ ENV_ID = SCENE_TASKS["v1"]
 
 
 class _SceneWorld:
-    """A compiled arm model, its data and an offscreen renderer of one size (one per process)."""
+    """A compiled arm model, its data and an offscreen renderer of one size."""
 
     def __init__(self, size: int, task: str, target_marker: bool = False) -> None:
         self.model = jm.build_model(DOMAINS["sim"], room=task == "v1", target_marker=target_marker)
@@ -46,21 +46,22 @@ class _SceneWorld:
         self.ids = jm.JacoIds(self.model)
         self.renderer = OffscreenRenderer(self.model, size, size)
 
+    @property
+    def closed(self) -> bool:
+        """Whether the GL context has been released."""
+        return self.renderer.closed
 
-# Keyed by (process id, size): a GL context must not be used from a forked child.
-_WORLDS: dict[tuple[int, int], _SceneWorld] = {}
-# Worlds inherited through fork: kept referenced so that their GL contexts (the parent's) are
-# never released from the child.
-_INHERITED: list[_SceneWorld] = []
+    def close(self) -> None:
+        """Release the GL context (never the parent's in a forked child: see :mod:`envs.scenes.gl_cache`)."""
+        self.renderer.close()
+
+
+#: Worlds per (size, task, target marker), per process and thread (see :mod:`envs.scenes.gl_cache`).
+_WORLDS: GLCache[_SceneWorld] = GLCache("jaco scene worlds", max_entries=4)
 
 
 def _world(size: int, task: str, target_marker: bool = False) -> _SceneWorld:
-    key = (os.getpid(), size, task, target_marker)
-    if key not in _WORLDS:
-        for stale in [k for k in _WORLDS if k[0] != key[0]]:
-            _INHERITED.append(_WORLDS.pop(stale))
-        _WORLDS[key] = _SceneWorld(size, task, target_marker)
-    return _WORLDS[key]
+    return _WORLDS.get((size, task, target_marker), lambda: _SceneWorld(size, task, target_marker))
 
 
 def generate(

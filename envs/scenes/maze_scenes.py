@@ -5,7 +5,9 @@
 scene as ``wm/Maze-v0`` (:class:`envs.maze.MazeWorld`):
 
 * ``camera="random"`` (GQN-style): each view at a uniform random position inside a random free
-  cell (kept ``clearance`` metres from walls), uniform random yaw and a pitch uniform in
+  cell (kept ``clearance`` metres from walls), a random yaw that faces open space (uniform
+  among the yaws with at least ``min_view_distance`` metres of free floor straight ahead, see
+  :func:`envs.maze_layout.sample_open_heading`; 0 = uniform yaw) and a pitch uniform in
   ``+-pitch_range``;
 * ``camera="trajectory"``: ordered views along a smooth walk through the maze (the agent
   follows shortest paths to random cells, turning at a bounded rate and slowing down in turns;
@@ -22,7 +24,6 @@ scene's generator, so scenes stay deterministic.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict
 from typing import Any
 
@@ -39,17 +40,20 @@ from envs.maze_layout import (
     cell_centre,
     generate_maze,
     rasterise_map,
+    sample_open_heading,
     shortest_path,
 )
 from envs.rendering import OffscreenRenderer
 from envs.scenes import SceneRecord, scene_rng
+from envs.scenes.gl_cache import GLCache
 from envs.spaces import check_choice
 
 CAMERA_PATHS: tuple[str, ...] = ("random", "trajectory")
 OPTIONS: dict[str, Any] = {
     "eye_height": 0.5,  # metres above the floor
     "pitch_range": float(np.deg2rad(10.0)),  # radians, views pitch within +-pitch_range
-    "clearance": 0.2,  # metres kept between a camera and the walls
+    "clearance": 0.25,  # metres kept between a camera and the walls
+    "min_view_distance": 1.0,  # metres of free floor straight ahead of a random view (0 = uniform yaw)
     "step": 0.12,  # metres per view along a trajectory (at full speed)
     "turn_rate": float(np.deg2rad(12.0)),  # radians per view along a trajectory (at most)
     "map_size": None,  # pixels of extras["map"]; None = the frame size
@@ -57,19 +61,19 @@ OPTIONS: dict[str, Any] = {
     "colours": None,  # "maze" | "domain" | None (auto: "maze" for the sim domain)
 }
 
-# One world + renderer per (process, image size): a GL context costs ~0.5 s to create, far
-# more than a scene's worth of frames at small sizes. The pid guards against forked copies.
-_CACHE: dict[tuple[int, int], tuple[MazeWorld, OffscreenRenderer]] = {}
+# One world + renderer per image size, per process and thread: a GL context costs ~0.5 s to
+# create, far more than a scene's worth of frames at small sizes. GLCache never closes (nor
+# drops) the entries a forked child inherits from its parent.
+_CACHE: GLCache[tuple[MazeWorld, OffscreenRenderer]] = GLCache("maze scene worlds", 4, close=lambda wr: wr[1].close())
+
+
+def _new_world_and_renderer(size: int) -> tuple[MazeWorld, OffscreenRenderer]:
+    world = MazeWorld(GRID_SIZE)
+    return world, OffscreenRenderer(world.model, size, size)
 
 
 def _world_and_renderer(size: int) -> tuple[MazeWorld, OffscreenRenderer]:
-    key = (os.getpid(), int(size))
-    if key not in _CACHE:
-        for stale in [k for k in _CACHE if k[0] != key[0]]:
-            del _CACHE[stale]  # inherited from a parent process: never touch its GL context
-        world = MazeWorld(GRID_SIZE)
-        _CACHE[key] = (world, OffscreenRenderer(world.model, size, size))
-    return _CACHE[key]
+    return _CACHE.get(int(size), lambda: _new_world_and_renderer(int(size)))
 
 
 def generate(
@@ -77,8 +81,8 @@ def generate(
 ) -> SceneRecord:
     """Scene ``index`` of a maze dataset with base ``seed`` (see the module doc).
 
-    Options (``opts``): ``eye_height``, ``pitch_range``, ``clearance``, ``step``, ``turn_rate``,
-    ``map_size``, ``goal``, ``colours``; unknown names raise ``ValueError``.
+    Options (``opts``): ``eye_height``, ``pitch_range``, ``clearance``, ``min_view_distance``,
+    ``step``, ``turn_rate``, ``map_size``, ``goal``, ``colours``; unknown names raise ``ValueError``.
     """
     check_choice("camera", camera, CAMERA_PATHS)
     unknown = sorted(set(opts) - set(OPTIONS))
@@ -89,6 +93,8 @@ def generate(
         raise ValueError(f"need views >= 1 and size >= 8, got views={views}, size={size}")
     if not 0 < o["clearance"] < 0.5 * CELL:
         raise ValueError(f"clearance must be in (0, {0.5 * CELL}), got {o['clearance']}")
+    if not 0 <= o["min_view_distance"] <= 2.0 * CELL:
+        raise ValueError(f"min_view_distance must be in [0, {2.0 * CELL}] metres, got {o['min_view_distance']}")
     if o["colours"] is not None:
         check_choice("colours", o["colours"], COLOUR_MODES)
     map_size = int(o["map_size"] or size)
@@ -145,13 +151,15 @@ def generate(
 def _random_poses(
     layout, geometry: GridGeometry, rng: np.random.Generator, views: int, radius: float, o: dict
 ) -> list[tuple[float, float, float, float]]:
-    """GQN-style: independent random poses inside free cells."""
+    """GQN-style: independent random poses inside free cells, each facing open space."""
     free = layout.free_cells()
+    min_distance = float(o["min_view_distance"]) / CELL
     poses = []
     for _ in range(views):
         cx, cy = cell_centre(layout.size, free[int(rng.integers(len(free)))])
         gx, gy = geometry.place_disc(cx + rng.uniform(-0.5, 0.5), cy + rng.uniform(-0.5, 0.5), radius)
-        poses.append((gx, gy, float(rng.uniform(-np.pi, np.pi)), float(rng.uniform(-o["pitch_range"], o["pitch_range"]))))
+        yaw = sample_open_heading(geometry, gx, gy, rng, min_distance)
+        poses.append((gx, gy, yaw, float(rng.uniform(-o["pitch_range"], o["pitch_range"]))))
     return poses
 
 

@@ -9,9 +9,12 @@ Camera variants follow DeepMind's gqn-datasets:
   independently (as in GQN) or, with ``trajectory=True``, follow each other in steps of
   ``angle_step`` (default ``2 pi / views``) so consecutive views form pairs for NISO.
 * ``camera="free"`` (``rooms_free_camera_{no,with}_object_rotations``): random positions inside
-  the room and random heights, each looking at a random point of the object area (plus a little
-  yaw/pitch jitter). With ``trajectory=True`` the camera moves along a straight segment while
-  its gaze slides between two points of the object area.
+  the room and random heights, each looking at a random point on or near a random object (plus a
+  little yaw/pitch jitter), so nearly every view shows an object. With ``trajectory=True`` the
+  camera moves along a straight segment while its gaze slides between two such points.
+
+The room is closed: a ceiling in the wall colour sits on the walls, so no view ever looks into
+the void above them (``wm envs stats`` measures both on segmentation renders).
 
 The scene depends only on ``(seed, index)``: the layout is drawn first, so the objects of a
 scene are the same whatever the camera variant, ``views`` or ``object_rotations`` (which only
@@ -49,7 +52,7 @@ MAX_OBJECTS = 5
 ROOM_HALF_SIZE = 3.0
 """Half the side of the square room (metres); the floor spans ``[-3, 3]^2``."""
 WALL_HEIGHT = 3.5
-"""Height of the walls (metres); there is no ceiling."""
+"""Height of the walls (metres); a ceiling in the wall colour closes the room at this height."""
 OBJECT_AREA_RADIUS = 1.8
 """Objects lie entirely inside this disc round the room centre (metres)."""
 OBJECT_GAP = 0.1
@@ -68,6 +71,8 @@ FREE_OBJECT_CLEARANCE = 0.3
 """Least horizontal distance from a free camera to an object's footprint (metres)."""
 FREE_MIN_GAZE = 1.2
 """Least distance from a free camera to the point it looks at (metres)."""
+FREE_GAZE_SPREAD = 0.3
+"""Half-width (metres) of the square round an object's axis where a free camera's gaze point lies."""
 FREE_PITCH = (np.deg2rad(-50.0), np.deg2rad(15.0))
 """Range of free camera pitch (radians)."""
 FREE_JITTER = (0.25, 0.1)
@@ -193,13 +198,25 @@ def _free_position(rng: np.random.Generator, layout: RoomLayout) -> np.ndarray:
     raise RuntimeError("could not place a free camera")  # pragma: no cover
 
 
-def _gaze_target(rng: np.random.Generator, eye: np.ndarray) -> np.ndarray:
-    for _ in range(_MAX_TRIES):
-        r, a = OBJECT_AREA_RADIUS * np.sqrt(rng.uniform()), rng.uniform(-np.pi, np.pi)
-        t = np.array([r * np.cos(a), r * np.sin(a), rng.uniform(0.0, 0.5)])
+def _gaze_target(rng: np.random.Generator, eye: np.ndarray, layout: RoomLayout) -> np.ndarray | None:
+    """A point on or near a random object, at least :data:`FREE_MIN_GAZE` from ``eye``; None if none is found."""
+    for _ in range(100):
+        obj = layout.objects[int(rng.integers(len(layout.objects)))]
+        x, y = np.asarray(obj.position) + rng.uniform(-FREE_GAZE_SPREAD, FREE_GAZE_SPREAD, 2)
+        t = np.array([x, y, rng.uniform(0.0, SHAPE_SPECS[obj.shape].height)])
         if np.linalg.norm(t - eye) >= FREE_MIN_GAZE:
             return t
-    raise RuntimeError("could not find a gaze target")  # pragma: no cover
+    return None
+
+
+def _free_view(rng: np.random.Generator, layout: RoomLayout) -> tuple[np.ndarray, np.ndarray]:
+    """A free camera position and the point it looks at (position redrawn if no object is far enough)."""
+    for _ in range(_MAX_TRIES):
+        eye = _free_position(rng, layout)
+        target = _gaze_target(rng, eye, layout)
+        if target is not None:
+            return eye, target
+    raise RuntimeError("could not place a free camera")  # pragma: no cover
 
 
 def _clip_pitch(pose: CameraPose, d_yaw: float = 0.0, d_pitch: float = 0.0) -> CameraPose:
@@ -237,19 +254,21 @@ def sample_cameras(
     if not trajectory:
         poses = []
         for _ in range(views):
-            eye = _free_position(rng, layout)
+            eye, target = _free_view(rng, layout)
             jitter = rng.uniform(-1.0, 1.0, 2) * FREE_JITTER
-            poses.append(_clip_pitch(CameraPose.look_at(eye, _gaze_target(rng, eye)), *jitter))
+            poses.append(_clip_pitch(CameraPose.look_at(eye, target), *jitter))
         return poses
     # A straight walk with steps of at most FREE_MAX_STEP, every point clear of walls and objects,
     # its gaze sliding between two targets (each far enough from every point of the walk).
     for _ in range(_MAX_TRIES):
-        start = _free_position(rng, layout)
+        start, t0 = _free_view(rng, layout)
         heading = rng.uniform(-np.pi, np.pi)
         length = rng.uniform(0.3, 1.0) * min(FREE_MAX_STEP * max(views - 1, 1), FREE_MAX_PATH)
         end = start + length * np.array([np.cos(heading), np.sin(heading), 0.0])
         end[2] = rng.uniform(*FREE_HEIGHT)
-        t0, t1 = _gaze_target(rng, start), _gaze_target(rng, end)
+        t1 = _gaze_target(rng, end, layout)
+        if t1 is None:
+            continue
         s = np.linspace(0.0, 1.0, views)[:, None]
         eyes, targets = start + s * (end - start), t0 + s * (t1 - t0)
         if all(_free_position_ok(e, layout) for e in eyes) and np.all(
@@ -268,6 +287,10 @@ def _template_xml() -> str:
             [(h + 2 * t, t, 0.0, h + t), (h + 2 * t, t, 0.0, -h - t), (t, h, h + t, 0.0), (t, h, -h - t, 0.0)]
         )
     )
+    ceiling = (
+        f'<geom name="ceiling" type="box" size="{h + 2 * t:.3f} {h + 2 * t:.3f} {t:.3f}" '
+        f'pos="0 0 {WALL_HEIGHT + t:.3f}" contype="0" conaffinity="0"/>'
+    )
     slots = "".join(
         f'<body name="slot{k}" mocap="true" pos="0 0 -10">'
         + "".join(SHAPE_SPECS[s].geom_xml(f"slot{k}_{s}", HIDDEN_GROUP) for s in SHAPES)
@@ -280,8 +303,9 @@ def _template_xml() -> str:
         f"<asset>{shape_assets_xml()}</asset>"
         f'<worldbody>{light_xml(ROOM_LIGHTING)}'
         # The third plane size is the spacing of its render grid: a coarse grid renders 3x faster.
-        f'<geom name="floor" type="plane" size="{h:.3f} {h:.3f} 1.0" contype="0" conaffinity="0"/>'
-        f"{walls}{slots}</worldbody></mujoco>"
+        # The floor runs under the walls: a floor ending exactly at their faces leaves pixel cracks.
+        f'<geom name="floor" type="plane" size="{h + 2 * t:.3f} {h + 2 * t:.3f} 1.0" contype="0" conaffinity="0"/>'
+        f"{walls}{ceiling}{slots}</worldbody></mujoco>"
     )
 
 
@@ -289,8 +313,8 @@ def _build_canvas(size: int) -> Canvas:
     return Canvas(_template_xml(), size, fovy_deg=FOVY_DEG, extent=ROOM_HALF_SIZE)
 
 
-def render_layout(layout: RoomLayout, poses: Sequence[CameraPose], size: int) -> np.ndarray:
-    """Render ``layout`` from each pose: uint8 [V, size, size, 3] (uses this process's cached template)."""
+def _prepare_canvas(layout: RoomLayout, size: int) -> Canvas:
+    """This process's cached template, with colours, shapes and poses of ``layout`` written into it."""
     import mujoco
 
     if len(layout.objects) > MAX_OBJECTS:
@@ -302,8 +326,8 @@ def render_layout(layout: RoomLayout, poses: Sequence[CameraPose], size: int) ->
         return mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, name)
 
     m.geom_rgba[gid("floor")] = (*layout.floor_rgb, 1.0)
-    for i in range(4):
-        m.geom_rgba[gid(f"wall{i}")] = (*layout.wall_rgb, 1.0)
+    for name in ("wall0", "wall1", "wall2", "wall3", "ceiling"):
+        m.geom_rgba[gid(name)] = (*layout.wall_rgb, 1.0)
     # Every slot is rewritten on every scene: unused slots are hidden and parked below the floor.
     for k in range(MAX_OBJECTS):
         obj = layout.objects[k] if k < len(layout.objects) else None
@@ -314,7 +338,33 @@ def render_layout(layout: RoomLayout, poses: Sequence[CameraPose], size: int) ->
             m.geom_rgba[g] = (*obj.rgb, 1.0) if shown else (0.5, 0.5, 0.5, 1.0)
         d.mocap_pos[k] = (obj.position[0], obj.position[1], 0.0) if obj else (0.0, 0.0, -10.0)
         d.mocap_quat[k] = yaw_quaternion(obj.yaw) if obj else (1.0, 0.0, 0.0, 0.0)
-    return canvas.render(poses)
+    return canvas
+
+
+def render_layout(layout: RoomLayout, poses: Sequence[CameraPose], size: int) -> np.ndarray:
+    """Render ``layout`` from each pose: uint8 [V, size, size, 3] (uses this process's cached template)."""
+    return _prepare_canvas(layout, size).render(poses)
+
+
+#: Label of :func:`label_layout` for pixels that see no geom at all (void, rendered black).
+VOID_LABEL = -1
+#: Label of :func:`label_layout` for the room itself (floor, walls, ceiling).
+ROOM_LABEL = 0
+
+
+def label_layout(layout: RoomLayout, poses: Sequence[CameraPose], size: int) -> np.ndarray:
+    """What each pixel of each view shows, from a segmentation render: int8 [V, size, size].
+
+    :data:`VOID_LABEL` (-1) where no geom is seen, :data:`ROOM_LABEL` (0) on the floor, walls or
+    ceiling, ``k + 1`` on object ``k`` of ``layout.objects``.
+    """
+    canvas = _prepare_canvas(layout, size)
+    ids = canvas.segment(poses)
+    lut = np.zeros(canvas.model.ngeom + 1, dtype=np.int8)  # index 0 <- geom id -1
+    lut[0] = VOID_LABEL
+    for k in range(len(layout.objects)):
+        lut[1 + np.flatnonzero(canvas.model.geom_bodyid == canvas.model.body(f"slot{k}").id)] = k + 1
+    return lut[ids + 1]
 
 
 def generate(
@@ -381,6 +431,7 @@ __all__ = [
     "RoomLayout",
     "RoomObject",
     "generate",
+    "label_layout",
     "render_layout",
     "sample_cameras",
     "sample_layout",

@@ -2,17 +2,21 @@
 
 An object is a self-avoiding random walk on the integer lattice: each cube shares a face with
 the previous one and no two cubes overlap. Each cube takes one colour of a fixed palette of
-seven. The object is centred at the origin (mean of the cube centres) and given a uniformly
+seven, never the colour of a cube it shares a face with (:func:`colour_cubes`: a lattice cube has
+at most six neighbours, so a colour is always free), so neighbouring cubes never merge into one
+blob. The object is centred at the origin (mean of the cube centres) and given a uniformly
 random 3D rotation: cube ``k`` is centred at ``R (cube_offsets[k] - centre_offset)`` in the
-world, ``R`` the rotation of ``rotation_quaternion_wxyz``. Every camera sits at distance
-:data:`DISTANCE` (per number of parts) from the origin and looks at it, with yaw uniform in
-``[-pi, pi)`` and pitch uniform in ``pitch_range``; with ``trajectory=True`` the yaw advances by
-``2 pi / views`` per view at one pitch instead. The background is plain black (no floor, no
-sky). Lengths are in cube edges.
+world, ``R`` the rotation of ``rotation_quaternion_wxyz``. Every camera looks at the origin,
+with yaw uniform in ``[-pi, pi)`` and pitch uniform in ``pitch_range`` (with ``trajectory=True``
+the yaw advances by ``2 pi / views`` per view at one pitch instead), from the distance
+:func:`fitted_distance` at which the object, seen from that direction, just fits the frame with
+a small margin (``camera_distance`` in the metadata, one per view): objects fill about a third
+of the frame and are never cut off by its border. The background is plain black (no floor, no sky). Lengths are in cube edges.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,10 +42,13 @@ PALETTE: tuple[tuple[str, tuple[float, float, float]], ...] = (
 )
 
 DISTANCE: dict[int, float] = {5: 7.0, 7: 9.5}
-"""Distance (cube edges) of every camera from the origin, per number of parts. Enumerating every
-walk, the farthest cube corner from the centre is 2.60 (5 parts) and 3.57 (7 parts, a straight
-bar); dividing by sin(22.5 deg) gives 6.79 and 9.33, so every object stays inside the 45 degree
-field of view from any direction."""
+"""The fixed camera distances (cube edges) per number of parts used before distances were fitted
+per view: the farthest cube corner from the centre of any walk is 2.60 (5 parts) and 3.57 (7, a
+straight bar); divided by sin(22.5 deg) that is 6.79 and 9.33. Kept as an upper bound:
+:func:`fitted_distance` never exceeds it by more than :data:`FRAME_MARGIN`."""
+FRAME_MARGIN = 1.06
+"""Ratio of the half field of view to the object's largest half-extent in a view (see
+:func:`fitted_distance`): 1.06 leaves about 2 pixels of black round the object at 64 px."""
 FOVY_DEG = 45.0
 """Vertical field of view (degrees)."""
 PITCH_RANGE = (-np.pi / 3.0, np.pi / 3.0)
@@ -68,6 +75,57 @@ def self_avoiding_walk(rng: np.random.Generator, parts: int) -> np.ndarray:
             seen.add(tuple(int(v) for v in nxt))
         if len(cells) == parts:
             return np.stack(cells)
+
+
+def colour_cubes(rng: np.random.Generator, offsets: np.ndarray, n_colours: int = 7) -> np.ndarray:
+    """Palette indices ``[P]`` for cubes at ``offsets``: uniform among the colours no face-sharing neighbour has yet.
+
+    Cubes are coloured in walk order; a cube has at most six lattice neighbours, so with seven
+    colours one is always free and no two face-sharing cubes ever share a colour.
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    if n_colours < 7:
+        raise ValueError(f"n_colours must be >= 7 (a cube can have 6 neighbours), got {n_colours}")
+    colours = np.full(len(offsets), -1, dtype=np.int64)
+    for k in range(len(offsets)):
+        adjacent = np.abs(offsets[:k] - offsets[k]).sum(-1) == 1
+        free = np.setdiff1d(np.arange(n_colours), colours[:k][adjacent])
+        colours[k] = free[int(rng.integers(len(free)))]
+    return colours
+
+
+def adjacent_same_colour(offsets: np.ndarray, colours: np.ndarray) -> bool:
+    """Whether two face-sharing cubes (lattice ``offsets`` ``[P,3]``) have the same colour index."""
+    offsets, colours = np.asarray(offsets), np.asarray(colours)
+    touching = np.abs(offsets[:, None] - offsets[None]).sum(-1) == 1
+    return bool((touching & (colours[:, None] == colours[None])).any())
+
+
+_CORNERS = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
+
+
+def object_corners(centres: np.ndarray, quaternion: np.ndarray) -> np.ndarray:
+    """World positions ``[8P, 3]`` of every corner of unit cubes at ``centres`` ``[P,3]`` rotated by ``quaternion``."""
+    points = (np.asarray(centres, dtype=np.float64)[:, None] + _CORNERS).reshape(-1, 3)
+    return points @ quaternion_matrix(np.asarray(quaternion, dtype=np.float64)).T
+
+
+def fitted_distance(
+    points: np.ndarray, yaw: float, pitch: float, fovy_deg: float = 45.0, margin: float = FRAME_MARGIN
+) -> float:
+    """Least distance from the origin at which a camera looking at it along ``(yaw, pitch)`` sees all ``points``.
+
+    Exact for a square image: a point ``p`` with right/up coordinates ``(x, y)`` and depth offset
+    ``p . f`` (``f`` the viewing direction) stays inside the frame when
+    ``max(|x|, |y|) <= tan(fovy / 2) / margin * (d + p . f)``; the distance is the largest ``d``
+    any point needs. ``margin`` > 1 leaves a border of black round the object.
+    """
+    f = forward_vector(float(yaw), float(pitch))
+    right = np.array([-np.sin(yaw), np.cos(yaw), 0.0])
+    up = np.cross(right, f)
+    k = np.tan(np.deg2rad(fovy_deg) / 2.0) / float(margin)
+    p = np.asarray(points, dtype=np.float64)
+    return float(np.max(np.maximum(np.abs(p @ right), np.abs(p @ up)) / k - p @ f))
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -137,11 +195,8 @@ def _build_canvas(size: int) -> Canvas:
     return canvas
 
 
-def render_object(
-    centres: np.ndarray, colours: np.ndarray, quaternion: np.ndarray, poses: list[CameraPose], size: int
-) -> np.ndarray:
-    """Render cubes at ``centres`` ``[P,3]`` (object frame) with palette indices ``colours`` ``[P]``,
-    the object rotated by ``quaternion`` (w, x, y, z): uint8 [V, size, size, 3]."""
+def _prepare_canvas(centres: np.ndarray, colours: np.ndarray, quaternion: np.ndarray, size: int) -> Canvas:
+    """This process's cached template with the cubes of one object written into it."""
     import mujoco
 
     canvas = get_canvas("shepard-metzler", size, _build_canvas)
@@ -157,7 +212,65 @@ def render_object(
             m.geom_pos[g] = (0.0, 0.0, 0.0)
     d.mocap_pos[0] = (0.0, 0.0, 0.0)
     d.mocap_quat[0] = quaternion
-    return canvas.render(poses)
+    return canvas
+
+
+def render_object(
+    centres: np.ndarray, colours: np.ndarray, quaternion: np.ndarray, poses: list[CameraPose], size: int
+) -> np.ndarray:
+    """Render cubes at ``centres`` ``[P,3]`` (object frame) with palette indices ``colours`` ``[P]``,
+    the object rotated by ``quaternion`` (w, x, y, z): uint8 [V, size, size, 3]."""
+    return _prepare_canvas(centres, colours, quaternion, size).render(poses)
+
+
+def label_object(
+    centres: np.ndarray, colours: np.ndarray, quaternion: np.ndarray, poses: list[CameraPose], size: int
+) -> np.ndarray:
+    """Segmentation of :func:`render_object`'s views: int8 [V, size, size], cube index ``k`` or -1 (background)."""
+    import mujoco
+
+    canvas = _prepare_canvas(centres, colours, quaternion, size)
+    ids = canvas.segment(poses)
+    lut = np.full(canvas.model.ngeom + 1, -1, dtype=np.int8)  # index 0 <- geom id -1
+    for k in range(len(centres)):
+        lut[1 + mujoco.mj_name2id(canvas.model, mujoco.mjtObj.mjOBJ_GEOM, f"cube{k}")] = k
+    return lut[ids + 1]
+
+
+@dataclass(frozen=True)
+class SMScene:
+    """Everything drawn for one Shepard-Metzler scene (what :func:`generate` renders)."""
+
+    offsets: np.ndarray
+    """Integer cube offsets ``[P,3]`` of the walk."""
+    colours: np.ndarray
+    """Palette index of each cube ``[P]``."""
+    quaternion: np.ndarray
+    """Object rotation ``(w, x, y, z)``."""
+    centre: np.ndarray
+    """Mean of the offsets (the object is drawn about it)."""
+    distances: np.ndarray
+    """Camera distance of each view ``[V]`` (:func:`fitted_distance`)."""
+    poses: list
+    """Camera poses (:class:`envs.camera.CameraPose`), one per view."""
+
+
+def sample_scene(
+    seed: int, index: int, views: int, parts: int, pitch_range: tuple[float, float] = PITCH_RANGE, trajectory: bool = False
+) -> SMScene:
+    """Draw scene ``index`` of base ``seed`` (unvalidated arguments: :func:`generate` checks them)."""
+    rng = scene_rng(seed, index)
+    offsets = self_avoiding_walk(rng, int(parts))
+    colours = colour_cubes(rng, offsets, len(PALETTE))
+    quaternion = random_rotation(rng)
+    centre = offsets.mean(axis=0)
+    directions = sample_cameras(rng, int(views), 1.0, pitch_range, bool(trajectory))
+    corners = object_corners(offsets - centre, quaternion)
+    distances = np.array([fitted_distance(corners, p.yaw, p.pitch, FOVY_DEG) for p in directions])
+    poses = [
+        CameraPose(tuple(float(v) * d for v in p.position), p.yaw, p.pitch) for p, d in zip(directions, distances)
+    ]
+    return SMScene(offsets, colours, quaternion, centre, distances, poses)
 
 
 def generate(
@@ -194,12 +307,8 @@ def generate(
             f"pitch_range must satisfy -{np.rad2deg(MAX_PITCH):.0f} deg <= low <= high <= "
             f"{np.rad2deg(MAX_PITCH):.0f} deg (in radians), got {pitch_range!r}"
         )
-    rng = scene_rng(seed, index)
-    offsets = self_avoiding_walk(rng, int(parts))
-    colours = rng.integers(len(PALETTE), size=int(parts))
-    quaternion = random_rotation(rng)
-    poses = sample_cameras(rng, int(views), DISTANCE[int(parts)], (lo, hi), bool(trajectory))
-    centre = offsets.mean(axis=0)
+    obj = sample_scene(seed, index, int(views), int(parts), (lo, hi), bool(trajectory))
+    offsets, colours, quaternion, poses, centre = obj.offsets, obj.colours, obj.quaternion, obj.poses, obj.centre
     frames = render_object(offsets - centre, colours, quaternion, poses, int(size))
     metadata: dict[str, Any] = {
         "source": "shepard-metzler",
@@ -212,7 +321,7 @@ def generate(
         "colour_indices": [int(c) for c in colours],
         "palette": {name: list(rgb) for name, rgb in PALETTE},
         "rotation_quaternion_wxyz": quaternion.tolist(),
-        "camera_distance": DISTANCE[int(parts)],
+        "camera_distance": [float(d) for d in obj.distances],
         "pitch_range": [lo, hi],
         "trajectory": bool(trajectory),
         "fovy_deg": FOVY_DEG,
@@ -224,9 +333,16 @@ def generate(
 
 __all__ = [
     "DISTANCE",
+    "SMScene",
+    "adjacent_same_colour",
+    "colour_cubes",
+    "fitted_distance",
+    "object_corners",
+    "sample_scene",
     "PALETTE",
     "PARTS",
     "generate",
+    "label_object",
     "quaternion_matrix",
     "random_rotation",
     "render_object",

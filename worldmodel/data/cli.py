@@ -4,11 +4,12 @@ Commands (``wm data COMMAND --help`` for details)::
 
     wm data collect --source rooms --scenes 1000 --out data/rooms [--views 10 --size 64 --workers 2 --seed 0]
                     [--shard i/n] [--camera ring|free] [--trajectory] [--parts 5] [-o key=value ...]
+                    [--verify-committed]
     wm data merge PART_DIR... --out DIR
-    wm data verify DIR [--no-checksums]
+    wm data verify DIR [--no-checksums] [--allow-partial]   exit 0 ok, 1 bad files, 3 incomplete
     wm data info DIR [--json]
     wm data show DIR --out scenes.png [--scenes 4 --views 8]
-    wm data import-gqn SRC DST --dataset rooms_ring_camera [--workers W] [--no-crc]
+    wm data import-gqn SRC DST --dataset rooms_ring_camera [--workers W] [--no-crc] [--verify-committed]
     wm data sources
 
 Handlers import only what they need (no torch), so ``wm`` starts fast. Also runnable as
@@ -21,6 +22,9 @@ import argparse
 import json
 import sys
 from typing import Any
+
+#: ``wm data verify`` exit status when every listed file is fine but the dataset is incomplete.
+EXIT_INCOMPLETE = 3
 
 
 def _parse_value(text: str) -> Any:
@@ -63,9 +67,10 @@ def _collect(args: argparse.Namespace) -> int:
     config = CollectConfig(
         source=args.source, scenes=args.scenes, out=args.out, views=args.views, size=args.size, seed=args.seed,
         shard_size=args.shard_size, shard=args.shard, options=options, workers=args.workers,
-        progress=not args.quiet,
+        progress=not args.quiet, verify_committed=args.verify_committed,
     )
     summary = collect(config)
+    _report_regenerated(summary["regenerated"], "re-generated")
     state = "complete" if summary["complete"] else "INCOMPLETE"
     print(
         f"{summary['out']}: {summary['scenes']}/{summary['scenes_planned']} scenes ({state}); "
@@ -75,6 +80,12 @@ def _collect(args: argparse.Namespace) -> int:
     if summary["shard"]:
         print(f"part {summary['shard']} written; join all parts with: wm data merge PART_DIRS... --out DIR")
     return 0
+
+
+def _report_regenerated(regenerated: list[dict[str, Any]], verb: str) -> None:
+    for r in regenerated:
+        print(f"warning: committed shard unit {r['unit']} was damaged and has been {verb}: {r['reason']}",
+              file=sys.stderr)
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -88,17 +99,23 @@ def _merge(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from worldmodel.data.verify import verify_dataset
 
-    report = verify_dataset(args.dir, checksums=not args.no_checksums, progress=not args.quiet)
+    report = verify_dataset(args.dir, checksums=not args.no_checksums, progress=not args.quiet,
+                            allow_partial=args.allow_partial)
     for line in report.warnings:
         print(f"warning: {line}", file=sys.stderr)
     for line in report.problems:
         print(f"BAD: {line}", file=sys.stderr)
     what = "sizes, headers and sha256" if not args.no_checksums else "sizes and headers (no checksums)"
-    if report.ok:
-        print(f"{args.dir}: OK ({report.files_checked} files; {what})")
-        return 0
-    print(f"{args.dir}: {len(report.problems)} problem(s) in {report.files_checked} files", file=sys.stderr)
-    return 1
+    if report.problems:
+        print(f"{args.dir}: {len(report.problems)} problem(s) in {report.files_checked} files", file=sys.stderr)
+        return 1
+    if report.incomplete:
+        print(f"INCOMPLETE: {report.incomplete}", file=sys.stderr)
+        print(f"{args.dir}: the {report.files_checked} listed files are fine ({what}) but the dataset is incomplete; "
+              "pass --allow-partial to accept a partial dataset", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    print(f"{args.dir}: OK ({report.files_checked} files; {what})")
+    return 0
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -149,8 +166,10 @@ def _import_gqn(args: argparse.Namespace) -> int:
     config = ImportConfig(
         src=args.src, out=args.dst, dataset=args.dataset, split=args.split, viewpoint_order=args.viewpoint_order,
         check_crc=not args.no_crc, workers=args.workers, progress=not args.quiet,
+        verify_committed=args.verify_committed,
     )
     s = import_gqn(config)
+    _report_regenerated(s["regenerated"], "converted again")
     state = "complete" if s["complete"] else "INCOMPLETE"
     print(
         f"{s['out']}: {s['scenes']} scenes from {s['files']} files ({state}); {s['files_imported_now']} files "
@@ -211,6 +230,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
                    help="any other generator option, VALUE parsed as JSON when possible (repeatable); "
                         "see `wm data sources`")
+    p.add_argument("--verify-committed", action="store_true",
+                   help="on resume, check committed shards by full sha256 (default: size + sampled hash); "
+                        "damaged ones are re-generated")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_collect)
 
@@ -221,9 +243,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_merge)
 
-    p = sub.add_parser("verify", help="check a dataset (manifest, counts, sizes, sha256); non-zero exit naming bad files")
+    p = sub.add_parser(
+        "verify", help="check a dataset (manifest, counts, sizes, sha256); exit 1 naming bad files, 3 if incomplete",
+        description="Check every file of a dataset. Exit status: 0 complete and every file fine; 1 a file is "
+                    "missing, truncated or corrupt (each named); 3 the listed files are fine but the dataset "
+                    "is incomplete (the missing units are named; --allow-partial accepts it).",
+    )
     p.add_argument("dir", help="dataset directory")
     p.add_argument("--no-checksums", action="store_true", help="only sizes and headers (fast)")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="accept an incomplete dataset (exit 0 with a warning naming what is missing)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_verify)
 
@@ -247,7 +276,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="train", help="split sub-directory in DeepMind's tree (train|test)")
     p.add_argument("--viewpoint-order", default="ports", choices=list(VIEWPOINT_ORDERS),
                    help="7-d order recorded for consumers; stored cameras stay 5-d raw (x,y,z,yaw,pitch)")
-    p.add_argument("--no-crc", action="store_true", help="skip CRC32C checks of records (faster)")
+    p.add_argument("--no-crc", action="store_true", help="skip CRC32C checks of records")
+    p.add_argument("--verify-committed", action="store_true",
+                   help="on resume, check committed shards by full sha256 (default: size + sampled hash); "
+                        "damaged ones are converted again")
     p.add_argument("--workers", type=int, default=0, help="worker processes (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_import_gqn)

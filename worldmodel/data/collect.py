@@ -5,7 +5,10 @@ its content depends only on ``(seed, i)`` and the options, never on the number o
 Scenes are grouped into *work units* of ``shard_size`` consecutive indices; each unit becomes one
 shard, written by one worker process to temporary files and committed (rename + manifest entry)
 when full. A killed collection restarted with the same command skips committed units and
-redoes the others, so no scene is lost or duplicated and no torn file is ever listed.
+redoes the others, so no scene is lost or duplicated and no torn file is ever listed. A resume
+also re-checks the committed shards (existence, size, header and sampled hash; the full sha256
+with ``verify_committed``) and re-generates any that went missing or were damaged since: a
+unit's content depends only on its scene indices, so the result equals an uninterrupted run.
 
 ``shard="i/n"`` restricts a run to the units ``u`` with ``u % n == i`` (a disjoint part, e.g.
 one task of a cluster job array); :func:`worldmodel.data.merge.merge_datasets` joins the parts.
@@ -37,7 +40,7 @@ MIN_UNITS = 64
 
 @dataclass
 class CollectConfig:
-    """Arguments of one collection; everything but ``workers``/``progress`` defines the content."""
+    """Arguments of one collection; everything but ``workers``/``progress``/``verify_committed`` defines the content."""
 
     source: str
     """Scene family: one of ``envs.scenes.SCENE_SOURCES``."""
@@ -61,6 +64,8 @@ class CollectConfig:
     """Worker processes; 0: one per available core."""
     progress: bool = True
     """Show a tqdm progress bar (scenes/s)."""
+    verify_committed: bool = False
+    """On resume, hash every committed shard in full (sha256) instead of the cheap size + sampled-hash check."""
 
 
 def default_shard_size(scenes: int, views: int, size: int) -> int:
@@ -207,12 +212,13 @@ def available_cores() -> int:
 
 
 def collect(config: CollectConfig) -> dict[str, Any]:
-    """Run (or resume) a collection; returns a summary dict (scenes done, seconds, scenes/s)."""
+    """Run (or resume) a collection; returns a summary dict (scenes done, seconds, scenes/s, and
+    ``regenerated``: the committed units found missing or damaged and written again)."""
     from tqdm import tqdm
 
     p = plan(config)
     root = Path(config.out)
-    with DatasetWriter(root, p.header, resume=True) as dw:
+    with DatasetWriter(root, p.header, resume=True, recheck="full" if config.verify_committed else "sample") as dw:
         done = dw.done_units
         pending = [u for u in p.units if u[0] not in done]
         already = sum(c for u, _, c in p.units if u in done)
@@ -239,6 +245,7 @@ def collect(config: CollectConfig) -> dict[str, Any]:
             "scenes_per_s": new / elapsed if elapsed > 0 else float("nan"),
             "complete": dw.manifest["complete"],
             "shard": p.header["collection"]["shard"],
+            "regenerated": [{"unit": u, "reason": why} for u, why in dw.dropped],
         }
 
 

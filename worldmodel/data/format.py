@@ -9,14 +9,16 @@ A dataset is a directory::
     DIR/shards/shard-000042.extra-map.npy  optional per-scene arrays stacked [n, ...]
 
 A shard is valid only once its files have been renamed to their final names *and* it is
-listed in ``manifest.json`` (with byte sizes and sha256 checksums). Everything else in
-``shards/`` is an unfinished leftover. See ``docs/dataset_format.md`` for the full spec.
+listed in ``manifest.json`` (with byte sizes, sha256 checksums and a *sampled* hash of a few fixed-position
+blocks, see :func:`sample_digest`). Everything else in ``shards/`` is an unfinished leftover.
+See ``docs/dataset_format.md`` for the full spec.
 
 This module never imports torch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -49,6 +51,15 @@ CORE_ROLES: tuple[str, ...] = ("frames", "cameras", "meta")
 #: Fixed length of the .npy headers we write (a multiple of numpy's 64-byte alignment), so a
 #: header can be rewritten in place once the scene count is known (see writer.NpyStreamWriter).
 NPY_HEADER_BYTES = 128
+#: Blocks hashed by the cheap per-file check (:func:`sample_digest`): the first, the last and
+#: evenly spaced ones between (fixed positions, so any reader can recompute them).
+SAMPLE_BLOCKS = 8
+#: Bytes per sampled block (one page): a file up to ``SAMPLE_BLOCKS * SAMPLE_BLOCK_BYTES`` is hashed whole.
+SAMPLE_BLOCK_BYTES = 4096
+#: How thoroughly a committed file is checked: ``"size"`` (existence, byte size, ``.npy``
+#: header), ``"sample"`` (also the sampled-block hash, when the manifest records one) or
+#: ``"full"`` (also the sha256 of the whole file).
+CHECK_LEVELS: tuple[str, ...] = ("size", "sample", "full")
 _EXTRA_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
@@ -217,21 +228,115 @@ def describe_progress(manifest: dict[str, Any]) -> str:
     return f"{scenes}, {len(manifest['shards'])} of {manifest['units_planned']} shards"
 
 
+def missing_units(manifest: dict[str, Any]) -> list[int]:
+    """Work units a (validated) manifest plans but does not list, in order.
+
+    The planned units are ``0 .. units_total-1`` restricted to ``u % n == i`` for a ``--shard
+    i/n`` part, else ``0 .. units_planned-1`` (collections and imports number units from 0).
+    """
+    listed = {int(s["unit"]) for s in manifest["shards"]}
+    part = (manifest.get("collection") or {}).get("shard")
+    if part:
+        i, n = (int(x) for x in str(part).split("/"))
+        planned = [u for u in range(int(manifest.get("units_total", 0))) if u % n == i]
+    else:
+        planned = list(range(int(manifest["units_planned"])))
+    return [u for u in planned if u not in listed]
+
+
+def _ranges(values: list[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2, 5, 7-8"``."""
+    out: list[str] = []
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
+            j += 1
+        out.append(str(values[i]) if i == j else f"{values[i]}-{values[j]}")
+        i = j + 1
+    return ", ".join(out)
+
+
+def describe_missing(manifest: dict[str, Any], limit: int = 5) -> str:
+    """What an incomplete dataset lacks: its missing units and, where known, their scenes or input files."""
+    units = missing_units(manifest)
+    if not units:
+        return "no planned unit is missing"
+    text = f"missing {len(units)} shard(s): units {_ranges(units)}"
+    shard_size = manifest.get("shard_size")
+    total = manifest.get("scenes_total", manifest.get("scenes_planned"))
+    files = (manifest.get("collection") or {}).get("files")
+    scenes: list[tuple[int, int]] = []
+    if shard_size and total is not None:
+        bounds = ((u * shard_size, min((u + 1) * shard_size, int(total)) - 1) for u in units)
+        scenes = [(a, b) for a, b in bounds if a <= b]
+    if scenes:
+        shown = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in scenes[:limit])
+        text += f" (scenes {shown}{', ...' if len(scenes) > limit else ''})"
+    elif isinstance(files, list):
+        names = [str(files[u]) for u in units if u < len(files)]
+        text += f" (input files {', '.join(names[:limit])}{', ...' if len(names) > limit else ''})"
+    return text
+
+
+def sample_offsets(size: int, blocks: int = SAMPLE_BLOCKS, block_bytes: int = SAMPLE_BLOCK_BYTES) -> list[int]:
+    """Start offsets of the blocks :func:`sample_digest` hashes in a file of ``size`` bytes.
+
+    ``[0]`` (the whole file as one block) when the file is at most ``blocks * block_bytes``
+    long; otherwise ``blocks`` offsets from 0 to ``size - block_bytes``, evenly spaced.
+    """
+    if blocks < 2 or block_bytes < 1:
+        raise ValueError(f"sampled hash needs blocks >= 2 and block_bytes >= 1, got {blocks} and {block_bytes}")
+    if size <= blocks * block_bytes:
+        return [0]
+    return [k * (size - block_bytes) // (blocks - 1) for k in range(blocks)]
+
+
+def sample_digest(path: str | Path, blocks: int = SAMPLE_BLOCKS, block_bytes: int = SAMPLE_BLOCK_BYTES) -> str:
+    """sha256 of a few fixed-position blocks of a file (the whole file when it is small).
+
+    The digest covers the file's size and the bytes of each block from :func:`sample_offsets`
+    (header and tail included), so it is cheap to recompute at every open (``blocks`` reads
+    of ``block_bytes``) and catches truncation, headers, swapped or zero-filled files, but a
+    flipped byte only when it lies in a sampled block; the full sha256 catches everything.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    h = hashlib.sha256(size.to_bytes(8, "little"))
+    with open(path, "rb") as fh:
+        offsets = sample_offsets(size, blocks, block_bytes)
+        for offset in offsets:
+            fh.seek(offset)
+            h.update(fh.read(size if len(offsets) == 1 else block_bytes))
+    return h.hexdigest()
+
+
 def file_entry(root: Path, rel: str, shape: tuple[int, ...] | None = None, dtype: str | None = None) -> dict[str, Any]:
-    """Manifest entry (path, bytes, sha256, and shape/dtype for arrays) of a finished file."""
+    """Manifest entry of a finished file: path, bytes, sha256, the sampled hash, and shape/dtype for arrays."""
     full = Path(root) / rel
     entry: dict[str, Any] = {"path": rel, "bytes": full.stat().st_size, "sha256": sha256_file(full)}
+    entry["sample"] = {"blocks": SAMPLE_BLOCKS, "block_bytes": SAMPLE_BLOCK_BYTES, "sha256": sample_digest(full)}
     if shape is not None:
         entry["shape"] = list(shape)
         entry["dtype"] = str(np.dtype(dtype))
     return entry
 
 
-def check_file(root: Path, entry: dict[str, Any], checksum: bool) -> None:
-    """Check one listed file: exists, size, npy header (shape/dtype), and sha256 when asked.
+def check_level(level: str) -> str:
+    """``level`` if it is one of :data:`CHECK_LEVELS`, else a ``ValueError`` listing them."""
+    if level not in CHECK_LEVELS:
+        raise ValueError(f"unknown check level {level!r}; valid values: {', '.join(CHECK_LEVELS)}")
+    return level
 
-    Raises :class:`DatasetError` naming the file.
+
+def check_file(root: Path, entry: dict[str, Any], checksum: bool | str) -> None:
+    """Check one listed file: exists, size, npy header (shape/dtype), then sampled or full hash.
+
+    ``checksum`` is a level of :data:`CHECK_LEVELS`, or a bool (``True``: ``"full"``, ``False``:
+    ``"size"``). The sampled hash is skipped for entries written before it existed (no
+    ``"sample"`` key). Raises :class:`DatasetError` naming the file and what differs.
     """
+    level = ("full" if checksum else "size") if isinstance(checksum, bool) else check_level(checksum)
     path = Path(root) / entry["path"]
     if not path.is_file():
         raise DatasetError(f"{path}: shard file listed in the manifest is missing")
@@ -249,7 +354,18 @@ def check_file(root: Path, entry: dict[str, Any], checksum: bool) -> None:
         expected = offset + int(np.prod(shape)) * dtype.itemsize
         if size != expected:
             raise DatasetError(f"{path}: shard file is truncated ({size} bytes, its header needs {expected})")
-    if checksum and sha256_file(path) != entry["sha256"]:
+    sample = entry.get("sample")
+    if level == "sample" and isinstance(sample, dict):
+        got = sample_digest(path, int(sample["blocks"]), int(sample["block_bytes"]))
+        if got != sample["sha256"]:
+            n = len(sample_offsets(size, int(sample["blocks"]), int(sample["block_bytes"])))
+            blocks = f"{n} sampled blocks of {sample['block_bytes']} bytes differ"
+            what = "the whole (small) file differs" if n == 1 else blocks
+            raise DatasetError(
+                f"{path}: checksum failure: {what} from the manifest's sample hash (the file is corrupt; "
+                "`wm data verify` checks every byte)"
+            )
+    if level == "full" and sha256_file(path) != entry["sha256"]:
         raise DatasetError(f"{path}: checksum failure (sha256 differs from the manifest): the file is corrupt")
 
 

@@ -12,7 +12,8 @@ sin pitch, cos pitch)``; ``viewpoint_order="deepmind"`` records that order in th
 stored cameras are the same either way.
 
 Work units are input files: input file ``u`` (in sorted name order) becomes shard ``u``, so an
-interrupted import resumes per file. Files are converted in parallel worker processes.
+interrupted import resumes per file; a resume also re-checks the committed shards and converts
+again the files whose shards went missing or were damaged. Files are converted in parallel worker processes.
 Never imports torch (or TensorFlow).
 """
 
@@ -65,6 +66,8 @@ class ImportConfig:
     """Worker processes; 0: one per available core."""
     progress: bool = True
     """Show a progress bar."""
+    verify_committed: bool = False
+    """On resume, hash every committed shard in full (sha256) instead of the cheap size + sampled-hash check."""
 
 
 def find_tfrecords(src: str | Path, dataset: str, split: str = "train") -> tuple[Path, list[Path]]:
@@ -162,7 +165,7 @@ def import_gqn(config: ImportConfig) -> dict[str, Any]:
         "crc32c": CRC32C_BACKEND if config.check_crc else "not checked",
     }
     root = Path(config.out)
-    with DatasetWriter(root, header, resume=True) as dw:
+    with DatasetWriter(root, header, resume=True, recheck="full" if config.verify_committed else "sample") as dw:
         done = dw.done_units
         jobs = [
             (str(root), str(path), name, unit, config.dataset, config.check_crc)
@@ -186,4 +189,5 @@ def import_gqn(config: ImportConfig) -> dict[str, Any]:
             "seconds": elapsed,
             "complete": dw.manifest["complete"],
             "crc32c": header["crc32c"],
+            "regenerated": [{"unit": u, "reason": why} for u, why in dw.dropped],
         }

@@ -98,9 +98,13 @@ class SceneBatchSampler(Sampler[list[tuple]]):
                 f"no full batch: {self._scenes_per_rank()} scenes per rank < batch_size {batch_size} with drop_last=True"
             )
 
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next pass use ``epoch`` (passes then advance it by one)."""
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Make the next pass use ``epoch`` (passes then advance it by one), starting at batch
+        ``start_batch`` of it (a mid-epoch resume: the skipped batches are never drawn or read)."""
+        if not 0 <= int(start_batch) <= len(self):
+            raise ValueError(f"start_batch must be in 0..{len(self)} (batches per epoch), got {start_batch}")
         self.epoch = int(epoch)
+        self.start_batch = int(start_batch)
 
     def _scenes_per_rank(self) -> int:
         return len(self.scene_sampler) if self.scene_sampler is not None else self.num_scenes
@@ -121,10 +125,10 @@ class SceneBatchSampler(Sampler[list[tuple]]):
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[list[tuple]]:
-        epoch = self.epoch
-        self.epoch += 1
+        epoch, start = self.epoch, getattr(self, "start_batch", 0)
+        self.epoch, self.start_batch = self.epoch + 1, 0
         order = self.scene_order(epoch)
-        for b in range(len(self)):
+        for b in range(start, len(self)):
             scenes = order[b * self.batch_size:(b + 1) * self.batch_size]
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, self.rank, b]))
             yield self.draw(scenes, rng)
@@ -230,9 +234,9 @@ class SceneLoader(DataLoader):
     transfer per batch).
     """
 
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next pass over the loader use ``epoch``."""
-        self.sampler.set_epoch(epoch)
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Make the next pass over the loader use ``epoch``, from batch ``start_batch`` on."""
+        self.sampler.set_epoch(epoch, start_batch)
 
     @property
     def batch_specs(self) -> SceneBatchSampler:

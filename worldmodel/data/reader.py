@@ -1,10 +1,12 @@
 """Reading datasets: :class:`SceneDataset`, random access to scenes through memory maps.
 
 Opening a dataset always validates the manifest (format name, version, counts) and, for every
-listed file, its presence, byte size and ``.npy`` header (shape and dtype); sha256 checksums are
-checked only when asked (``verify_checksums=True``) or by ``wm data verify``, because hashing a
-large dataset at every open would cost a full read. Every failure raises
-:class:`~worldmodel.data.format.DatasetError` naming the file; nothing is skipped.
+listed file, its presence, byte size and ``.npy`` header (shape and dtype), and by default a
+*sampled* hash of a few fixed-position blocks recorded at write time (``check="sample"``: a few
+page reads per file, see :func:`~worldmodel.data.format.sample_digest`). The full sha256 of
+every file is checked only when asked (``verify=True``) or by ``wm data verify``, because hashing
+a large dataset at every open would cost a full read. Every failure raises
+:class:`~worldmodel.data.format.DatasetError` naming the file and what differs; nothing is skipped.
 
 This module never imports torch (the torch side is :mod:`worldmodel.data.loader`).
 """
@@ -20,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from worldmodel.data.format import DatasetError, check_file, describe_progress, extra_role, manifest_path, read_manifest
+from worldmodel.data.format import (
+    DatasetError,
+    check_file,
+    check_level,
+    describe_progress,
+    extra_role,
+    manifest_path,
+    read_manifest,
+)
 
 
 class SceneDataset:
@@ -31,12 +41,16 @@ class SceneDataset:
 
     Args:
         root: dataset directory (with ``manifest.json``).
-        verify_checksums: also hash every file at open and compare with the manifest (slow:
-            reads the whole dataset once).
+        verify_checksums: the older name of ``verify`` (either one turns the full check on).
         allow_incomplete: open a dataset whose collection has not finished, or one part of a
             sharded collection; by default both are errors, so no scene goes missing unnoticed.
         max_open_shards: how many shards keep their memory maps open at once (an LRU cache;
             each map holds a file descriptor).
+        verify: hash every file at open and compare with the manifest's sha256 (slow: reads
+            the whole dataset once); same as ``check="full"``.
+        check: how each file is checked at open: ``"size"`` (existence, byte size, ``.npy``
+            header), ``"sample"`` (default: also the sampled-block hash, for manifests that
+            record one) or ``"full"`` (also the whole-file sha256).
     """
 
     def __init__(
@@ -45,8 +59,12 @@ class SceneDataset:
         verify_checksums: bool = False,
         allow_incomplete: bool = False,
         max_open_shards: int = 64,
+        *,
+        verify: bool = False,
+        check: str = "sample",
     ) -> None:
         self.root = Path(root)
+        level = "full" if (verify or verify_checksums) else check_level(check)
         self.manifest = read_manifest(self.root)
         m = self.manifest
         if not m["complete"] and not allow_incomplete:
@@ -66,7 +84,7 @@ class SceneDataset:
         self.extras: dict[str, dict[str, Any]] = dict(m.get("extras") or {})
         self._shards: list[dict[str, Any]] = m["shards"]
         for shard in self._shards:
-            self._check_shard(shard, verify_checksums)
+            self._check_shard(shard, level)
         self._starts = np.cumsum([0] + [int(s["count"]) for s in self._shards]).tolist()
         self.max_open_shards = int(max_open_shards)
         self._maps: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
@@ -74,7 +92,7 @@ class SceneDataset:
 
     # ------------------------------------------------------------------ validation
 
-    def _check_shard(self, shard: dict[str, Any], checksum: bool) -> None:
+    def _check_shard(self, shard: dict[str, Any], level: str) -> None:
         n, files = int(shard["count"]), shard["files"]
         expected = {
             "frames": ([n, self.views, self.size, self.size, 3], "uint8"),
@@ -92,7 +110,7 @@ class SceneDataset:
                     f"the dataset's counts and sizes need {dtype}{shape}"
                 )
         for entry in files.values():
-            check_file(self.root, entry, checksum)
+            check_file(self.root, entry, level)
 
     # ------------------------------------------------------------------ access
 

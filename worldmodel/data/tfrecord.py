@@ -9,16 +9,18 @@ module. The framing of one record is::
 
 (little-endian), with ``masked(crc) = ((crc >> 15) | (crc << 17)) + 0xa282ead8 (mod 2**32)``.
 
-CRC32C (Castagnoli) comes from ``google_crc32c`` or ``crc32c`` when one of those small
-packages is installed; otherwise from the table-driven pure-Python implementation below
-(neither package is a dependency of the toolkit, and ``zlib.crc32`` uses another polynomial).
-The pure-Python CRC runs at a few MB/s, so checking can be switched off (``check_crc=False``)
-when speed matters more than detecting corrupt downloads. Never imports torch.
+CRC32C (Castagnoli; ``zlib.crc32`` uses another polynomial) comes from ``google_crc32c``, a
+dependency of the toolkit (Google's C implementation, using SSE4.2/ARM CRC instructions: GB/s),
+so imports run at disk speed. If its C extension is unavailable, the ``crc32c`` package is used
+when installed, else the table-driven pure-Python implementation below, which runs at about
+1-10 MB/s and warns once (a ``RuntimeWarning``) when first used; checking can then be switched
+off (``check_crc=False``, ``--no-crc``). Never imports torch.
 """
 
 from __future__ import annotations
 
 import struct
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -52,11 +54,39 @@ def crc32c_python(data: bytes, crc: int = 0) -> int:
     return c ^ 0xFFFFFFFF
 
 
-def _fast_crc32c() -> tuple[Callable[[bytes], int], str] | None:
+def _python_with_warning() -> Callable[[bytes], int]:
+    """:func:`crc32c_python` that warns once, at its first call, that it is slow."""
+    warned = False
+
+    def crc(data: bytes) -> int:
+        nonlocal warned
+        if not warned:
+            warned = True
+            warnings.warn(
+                "CRC32C: using the pure-Python fallback (about 1-10 MB/s) because google_crc32c's C extension is "
+                "not available; `pip install google-crc32c` (a dependency of worldmodel-toolkit) for disk-speed "
+                "imports, or skip the check with --no-crc",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return crc32c_python(data)
+
+    return crc
+
+
+def resolve_crc32c() -> tuple[Callable[[bytes], int], str]:
+    """``(crc32c function, backend name)``: the fastest available implementation.
+
+    ``google_crc32c`` with its C extension, else the ``crc32c`` package, else the pure-Python
+    fallback (named ``"python"``, warning once at first use). ``google_crc32c`` without its C
+    extension is no faster than ours, so it counts as unavailable.
+    """
     try:
         import google_crc32c  # type: ignore[import-not-found]
 
-        return (lambda data: int(google_crc32c.value(bytes(data)))), "google_crc32c"
+        if getattr(google_crc32c, "implementation", "c") == "c":
+            value = google_crc32c.value
+            return (lambda data: int(value(data if isinstance(data, bytes) else bytes(data)))), "google_crc32c"
     except ImportError:
         pass
     try:
@@ -64,14 +94,14 @@ def _fast_crc32c() -> tuple[Callable[[bytes], int], str] | None:
 
         return (lambda data: int(_crc32c.crc32c(data))), "crc32c"
     except ImportError:
-        return None
+        return _python_with_warning(), "python"
 
 
-_fast = _fast_crc32c()
-crc32c: Callable[[bytes], int] = _fast[0] if _fast else crc32c_python
-"""CRC32C of a byte string (the fastest implementation available)."""
-CRC32C_BACKEND: str = _fast[1] if _fast else "python"
+crc32c: Callable[[bytes], int]
+"""CRC32C of a byte string (the fastest implementation available, see :func:`resolve_crc32c`)."""
+CRC32C_BACKEND: str
 """Which implementation :func:`crc32c` uses: ``google_crc32c``, ``crc32c`` or ``python``."""
+crc32c, CRC32C_BACKEND = resolve_crc32c()
 
 
 def masked_crc32c(data: bytes) -> int:

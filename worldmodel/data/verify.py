@@ -2,7 +2,9 @@
 
 Unlike opening a :class:`~worldmodel.data.reader.SceneDataset`, which stops at the first
 problem, :func:`verify_dataset` checks every file and reports every problem, each naming its
-file. This module never imports torch.
+file. An incomplete dataset (a collection or import that has not finished) is reported as
+:attr:`VerifyReport.incomplete`, naming the missing units, unless partial datasets are
+accepted (``allow_partial=True``, then it is a warning). This module never imports torch.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from worldmodel.data.format import (
     SHARD_DIR,
     DatasetError,
     check_file,
+    describe_missing,
     describe_progress,
     extra_role,
     manifest_path,
@@ -32,25 +35,36 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)
     """One line per bad file (each starts with the file's path)."""
     warnings: list[str] = field(default_factory=list)
-    """Things that do not make the dataset invalid (incomplete collection, stray files)."""
+    """Things that do not make the dataset invalid (stray files; incompleteness when partial datasets are allowed)."""
+    incomplete: str | None = None
+    """Why the dataset is incomplete (progress and the missing units), or None; unset when ``allow_partial``."""
     files_checked: int = 0
     """Number of listed files checked."""
     bytes_checked: int = 0
     """Bytes hashed (0 when checksums were skipped)."""
 
     @property
-    def ok(self) -> bool:
-        """True when no problem was found."""
+    def files_ok(self) -> bool:
+        """True when every listed file is whole and consistent (the dataset may still be incomplete)."""
         return not self.problems
 
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found and the dataset is complete (or partial datasets were allowed)."""
+        return not self.problems and self.incomplete is None
 
-def verify_dataset(root: str | Path, checksums: bool = True, progress: bool = False) -> VerifyReport:
+
+def verify_dataset(
+    root: str | Path, checksums: bool = True, progress: bool = False, allow_partial: bool = False
+) -> VerifyReport:
     """Check every listed file of dataset ``root``; never raises for a bad dataset.
 
     Args:
         root: dataset directory.
         checksums: hash every file and compare with the manifest's sha256 (reads everything).
         progress: show a tqdm bar over shards.
+        allow_partial: accept an incomplete dataset (reported as a warning, not in
+            :attr:`VerifyReport.incomplete`).
     """
     from tqdm import tqdm
 
@@ -62,9 +76,19 @@ def verify_dataset(root: str | Path, checksums: bool = True, progress: bool = Fa
         report.problems.append(str(err))
         return report
     if not manifest["complete"]:
+        why = (
+            f"{manifest_path(root)}: incomplete: {describe_progress(manifest)}; {describe_missing(manifest)} "
+            "(rerun the same collect/import command to finish it)"
+        )
+        if allow_partial:
+            report.warnings.append(why)
+        else:
+            report.incomplete = why
+    part = (manifest.get("collection") or {}).get("shard")
+    if part and manifest["complete"]:
         report.warnings.append(
-            f"{manifest_path(root)}: incomplete: {describe_progress(manifest)} "
-            "(rerun the same collect/import command, or merge the shard parts)"
+            f"{manifest_path(root)}: part {part} of a sharded collection, complete as a part; "
+            "join all parts with `wm data merge` before training on it"
         )
     views, size = int(manifest["views"]), int(manifest["size"])
     extras: dict[str, Any] = manifest.get("extras") or {}

@@ -5,8 +5,10 @@
   shard's manifest entry (sizes and sha256 checksums).
 * :class:`DatasetWriter` owns a dataset directory while it is being written: it takes an
   exclusive lock, creates or re-opens the manifest (refusing to resume a dataset made with
-  other arguments), removes leftovers of killed runs, and commits finished shards to the
-  manifest atomically. A shard counts only once it is in the manifest.
+  other arguments), re-checks the committed shards on resume (a missing, resized or
+  corrupt shard is dropped from the manifest so the caller re-generates it), removes
+  leftovers of killed runs, and commits finished shards to the manifest atomically. A shard
+  counts only once it is in the manifest.
 * :func:`write_scenes` writes a whole dataset from an iterable of records in this process
   (tests, synthetic data, small conversions).
 
@@ -35,6 +37,8 @@ from worldmodel.data.format import (
     SHARD_DIR,
     DatasetError,
     atomic_write_bytes,
+    check_file,
+    check_level,
     extra_role,
     file_entry,
     fsync_dir,
@@ -203,10 +207,19 @@ class DatasetWriter:
             content), ...).
         resume: allow re-opening an existing manifest whose ``collection`` equals
             ``header["collection"]``; otherwise an existing dataset is an error.
+        recheck: how the committed shards of a resumed dataset are checked (a level of
+            ``worldmodel.data.format.CHECK_LEVELS``: ``"size"``, ``"sample"`` (default) or
+            ``"full"`` sha256). A shard with a missing or damaged file is removed from the
+            manifest (its files deleted) and listed in :attr:`dropped`, so the caller's
+            pending work includes it again: content is deterministic per unit, so a
+            re-generated shard is byte-identical to the lost one.
     """
 
-    def __init__(self, root: str | Path, header: dict[str, Any], resume: bool = True) -> None:
+    def __init__(self, root: str | Path, header: dict[str, Any], resume: bool = True, recheck: str = "sample") -> None:
         self.root = Path(root)
+        self.recheck = check_level(recheck)
+        self.dropped: list[tuple[int, str]] = []
+        """``(unit, reason)`` of every committed shard the resume found damaged and dropped."""
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_fh = open(self.root / LOCK_NAME, "a+")
         try:
@@ -216,6 +229,7 @@ class DatasetWriter:
             raise DatasetError(f"{self.root}: another process is writing this dataset (lock {LOCK_NAME} is held)") from None
         try:
             self.manifest = self._open(header, resume)
+            self._recheck_committed()
             self._clean_leftovers()
         except BaseException:
             self.close()
@@ -259,6 +273,22 @@ class DatasetWriter:
         }
         write_manifest(self.root, manifest)
         return manifest
+
+    def _recheck_committed(self) -> None:
+        """Drop committed shards whose files are missing or differ from the manifest (see ``recheck``)."""
+        keep: list[dict[str, Any]] = []
+        for shard in self.manifest["shards"]:
+            try:
+                for entry in shard["files"].values():
+                    check_file(self.root, entry, self.recheck)
+            except DatasetError as err:
+                self.dropped.append((int(shard["unit"]), str(err)))
+            else:
+                keep.append(shard)
+        if self.dropped:  # the manifest stops listing them first, then _clean_leftovers deletes their files
+            self.manifest["shards"] = keep
+            self.manifest["updated"] = _now()
+            write_manifest(self.root, self.manifest)
 
     def _clean_leftovers(self) -> None:
         """Remove files of shards that never reached the manifest (torn or uncommitted)."""

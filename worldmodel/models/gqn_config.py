@@ -26,6 +26,7 @@ from worldmodel.train.config import check_choice
 REPRESENTATIONS: tuple[str, ...] = ("tower", "pool", "pyramid", "lifted")
 FEATURES: tuple[str, ...] = ("pooled", "spatial")
 MEAN_ACTIVATIONS: tuple[str, ...] = ("linear", "sigmoid")
+INFERENCE_CANVAS: tuple[str, ...] = ("downsampled", "none")
 
 #: Spatial downsampling from the image to the latent (Tower output, Conv-LSTM state).
 LATENT_STRIDE = 4
@@ -62,6 +63,10 @@ class GQNConfig:
     mean_activation: Literal["linear", "sigmoid"] = "linear"
     """Output mean of the Gaussian likelihood: 'linear' (a 1x1 conv of the canvas) or 'sigmoid' (squashed to [0,1], as in several
     public ports; it saturates on dark backgrounds and then learns far more slowly at first)."""
+    inference_canvas: Literal["downsampled", "none"] = "downsampled"
+    """What the inference core C^e sees of the canvas u_{l-1}: 'downsampled' (the paper's form: u through a learned 4x4 /
+    stride-4 conv, as in torch-gqn and tf-gqn) or 'none' (the first release's form, as in wohlert's port). Checkpoints written
+    before the field existed load as 'none'."""
     kl_weight: float = 1.0
     """Weight of the KL term in the training loss (1: the ELBO of the paper). Above 1 the latent becomes expensive, so the
     generator must take what it renders from the representation r rather than from the query image through the posterior
@@ -95,6 +100,7 @@ class GQNConfig:
         check_choice("representation", self.representation, REPRESENTATIONS)
         check_choice("features", self.features, FEATURES)
         check_choice("mean_activation", self.mean_activation, MEAN_ACTIVATIONS)
+        check_choice("inference_canvas", self.inference_canvas, INFERENCE_CANVAS)
         if self.max_context is not None and self.max_context < 1:
             raise ValueError(f"max_context must be >= 1 (or None), got {self.max_context}")
         for name in ("r_channels", "hidden_channels", "z_channels", "generation_steps", "viewpoint_dim"):
@@ -194,5 +200,6 @@ SPEC = LearnerSpec(
     default_preset="small",
     configure="worldmodel.models.gqn_config:configure",
     frozen_loader="worldmodel.models.gqn:load_frozen",
+    legacy_defaults={"inference_canvas": "none"},
     description="Generative Query Network (Eslami et al. 2018): scene representation + conditional DRAW-style generator",
 )

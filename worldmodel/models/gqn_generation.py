@@ -3,13 +3,21 @@
 At every step l = 1..L (state on the H/4 x W/4 latent grid):
 
 * prior      pi(z_l | v_q, r, z_<l)    = N(head_pi(h^g_{l-1}))
-* inference  h^e_l = C^e(h^g_{l-1}; x_q, v_q, r, h^e_{l-1}),  q(z_l | x_q, v_q, r, z_<l) = N(head_q(h^e_l))
+* inference  h^e_l = C^e(h^g_{l-1}, u_{l-1}; x_q, v_q, r, h^e_{l-1}),  q(z_l | x_q, v_q, r, z_<l) = N(head_q(h^e_l))
 * generator  h^g_l = C^g(z_l; v_q, r, h^g_{l-1}),  canvas u_l = u_{l-1} + Delta_l(h^g_l)  (x4 transposed conv)
 * output     x ~ N(conv1x1(u_L), sigma^2)  (optionally squashed by a sigmoid, see ``GQNConfig.mean_activation``)
 
 C^e and C^g are Conv-LSTM cores, one per step (unshared, the paper's default) or one for all
 steps (shared). The query image enters the inference core as a space-to-depth rearrangement
-(lossless, parameter-free) of its 4x4 blocks.
+(lossless, parameter-free) of its 4x4 blocks. The canvas u_{l-1} enters it through a learned
+4x4 / stride-4 convolution (the paper's C^e input, as in torch-gqn and tf-gqn;
+``GQNConfig.inference_canvas = "none"`` is the first release's form without it, as in wohlert's
+port). The output mean and the likelihood are computed in float32 even under bf16 autocast.
+
+Every parameter receives a gradient from the training loss for every L (DDP runs with
+``find_unused_parameters=False``): the first step of the unshared cores and the L = 1 shared
+core are built without the recurrent weights and canvas inputs that would only ever see zeros,
+and with L = 1 the prior head's weight (only its bias sets the first step's prior) is frozen.
 
 Why hand-written: the architecture is the paper's contribution and no maintained library
 provides it. Implementation detail of our own: each core's gate convolution over
@@ -24,7 +32,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.distributions import Normal, kl_divergence
 from torch.nn import functional as F
 
 from worldmodel.models.gqn_config import LATENT_STRIDE, GQNConfig
@@ -94,6 +101,17 @@ def _gaussian(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mu, F.softplus(raw) + 1e-4
 
 
+def gaussian_kl(q_mu: torch.Tensor, q_std: torch.Tensor, p_mu: torch.Tensor, p_std: torch.Tensor) -> torch.Tensor:
+    """Elementwise KL(N(q_mu, q_std^2) || N(p_mu, p_std^2)).
+
+    Written out rather than ``torch.distributions.kl_divergence``, whose dispatch on the
+    distribution types breaks ``torch.compile`` graphs inside the step loop.
+    """
+    var_ratio = (q_std / p_std).pow(2)
+    t1 = ((q_mu - p_mu) / p_std).pow(2)
+    return 0.5 * (var_ratio + t1 - 1.0 - var_ratio.log())
+
+
 class GenerationNetwork(nn.Module):
     """Prior, posterior, Conv-LSTM cores and canvas of the GQN generator."""
 
@@ -106,9 +124,17 @@ class GenerationNetwork(nn.Module):
         cond_g = cfg.viewpoint_dim + cfg.r_channels
         cond_e = x_channels + cond_g
         cores = 1 if cfg.shared_core else cfg.generation_steps
-        # Unshared: the first inference core only ever sees zeros besides its condition.
-        self.inference_cores = nn.ModuleList(
-            ConvLSTMCell(hid, cond_e, hid, k, recurrent=cfg.shared_core or i > 0) for i in range(cores)
+        self.canvas_input = cfg.inference_canvas == "downsampled"
+        # A core runs a step after the first (with a state, h^g and a canvas to see) unless it is the
+        # first unshared core or the only step: those only ever see zeros besides their condition.
+        later = [i > 0 or (cfg.shared_core and cfg.generation_steps > 1) for i in range(cores)]
+        e_input = hid * (2 if self.canvas_input else 1)
+        self.inference_cores = nn.ModuleList(ConvLSTMCell(e_input, cond_e, hid, k, recurrent=later[i]) for i in range(cores))
+        # u_{l-1} -> the latent grid for C^e (one per core that sees a canvas; Identity keeps indices).
+        self.canvas_downsamplers = nn.ModuleList(
+            nn.Conv2d(hid, hid, kernel_size=LATENT_STRIDE, stride=LATENT_STRIDE, bias=False)
+            if self.canvas_input and later[i] else nn.Identity()
+            for i in range(cores)
         )
         self.generation_cores = nn.ModuleList(ConvLSTMCell(z, cond_g, hid, k) for _ in range(cores))
         self.upsamplers = nn.ModuleList(
@@ -116,6 +142,8 @@ class GenerationNetwork(nn.Module):
         )
         self.prior_head = nn.Conv2d(hid, 2 * z, k, padding=k // 2)
         self.posterior_head = nn.Conv2d(hid, 2 * z, k, padding=k // 2)
+        if cfg.generation_steps == 1:  # the only prior is the first step's, set by the bias alone
+            self.prior_head.weight.requires_grad_(False)
         self.observation = nn.Conv2d(hid, 3, kernel_size=1)
         self.hidden_channels, self.z_channels = hid, z
         self.sigmoid_mean = cfg.mean_activation == "sigmoid"
@@ -157,17 +185,21 @@ class GenerationNetwork(nn.Module):
                 p_params = self.prior_head(h_g)
             p_mu, p_std = _gaussian(p_params)
             if x is not None:
-                state_e = self.inference_cores[i](h_g, cond_e[i], state_e)
+                e_in = h_g
+                if self.canvas_input and canvas is not None:
+                    e_in = torch.cat((h_g, self.canvas_downsamplers[i](canvas.to(dtype))), dim=1)
+                state_e = self.inference_cores[i](e_in, cond_e[i], state_e)
                 q_mu, q_std = _gaussian(self.posterior_head(state_e[0]))
-                q = Normal(q_mu, q_std, validate_args=False)
-                z = q.rsample()
-                kls.append(kl_divergence(q, Normal(p_mu, p_std, validate_args=False)).sum(dim=(1, 2, 3)))
+                z = q_mu + q_std * torch.randn_like(q_std)  # reparameterised sample
+                kls.append(gaussian_kl(q_mu, q_std, p_mu, p_std).sum(dim=(1, 2, 3)))
             else:
-                z = Normal(p_mu, p_std, validate_args=False).sample()
+                z = p_mu + p_std * torch.randn_like(p_std)
             state_g = self.generation_cores[i](z.to(dtype), cond_g[i], state_g)
             delta = self.upsamplers[i](state_g[0]).float()  # accumulate in float32 under autocast
             canvas = delta if canvas is None else canvas + delta
-        mean = self.observation(canvas).float()
+        # The likelihood's mean in float32 also under bf16 autocast (docs/training.md).
+        with torch.autocast(device_type=canvas.device.type, enabled=False):
+            mean = self.observation(canvas.to(self.observation.weight.dtype)).float()
         if self.sigmoid_mean:
             mean = torch.sigmoid(mean)
         if x is None:

@@ -33,12 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Loader kinds of the data contract (``worldmodel.data.loader.make_<kind>_loader``).
-LOADER_KINDS: tuple[str, ...] = ("gqn", "pair")
+LOADER_KINDS: tuple[str, ...] = ("gqn", "pair", "image")
 
 #: learner name -> "module:attribute" of its :class:`LearnerSpec` (module must be torch-free).
 LEARNER_SPECS: dict[str, str] = {
     "gqn": "worldmodel.models.gqn_config:SPEC",
     "niso": "worldmodel.models.niso_config:SPEC",
+    "vae": "worldmodel.models.vae_config:SPEC",
 }
 
 _REGISTERED: dict[str, LearnerSpec] = {}
@@ -62,7 +63,7 @@ class LearnerSpec:
     builder: str | Callable[[Any], Any]
     """``"module:function"`` (or a callable) mapping a model config to the ``nn.Module``."""
     loader: str
-    """Batch kind: 'gqn' (context/query scenes) or 'pair' (frame pairs at a skip)."""
+    """Batch kind: 'gqn' (context/query scenes), 'pair' (frame pairs at a skip) or 'image' (single views)."""
     loader_options: tuple[str, ...] = ()
     """Model-config fields passed as keyword arguments to the loader (e.g. ``max_context``)."""
     presets: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
@@ -80,6 +81,9 @@ class LearnerSpec:
     """Optional ``"module:function"`` ``(train_config, model_config, batch_per_rank) -> (RunData | None, model_config) | None``
     for learner-specific data (NISO: ``--data digits``) and data-dependent model settings; a ``None`` RunData
     (or result) falls back to the standard loaders of ``config.data``."""
+    legacy_defaults: Mapping[str, Any] = field(default_factory=dict)
+    """Model-config fields added after checkpoints were first written, with the value that reproduces those checkpoints'
+    architecture (a new field's default may differ); filled into a checkpoint's config when it lacks them."""
 
     def __post_init__(self) -> None:
         if self.loader not in LOADER_KINDS:

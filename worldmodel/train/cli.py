@@ -4,7 +4,9 @@ One subcommand per registered learner (``wm train gqn``; NISO appears once regis
 options generated from :class:`~worldmodel.train.config.TrainConfig` and the learner's model
 config dataclass (help text from the fields' docstrings). Values resolve as dataclass defaults,
 then ``--preset``, then explicit options. ``--resume`` continues the run in ``--out`` from its
-newest checkpoint with its saved configuration.
+newest checkpoint with its saved configuration. Datasets are always opened with the cheap
+per-shard check (sizes, headers, sampled hash); ``--verify`` first checks every byte (sha256)
+and refuses a corrupt dataset, naming the shard file.
 
 Torch is imported only inside the handlers.
 """
@@ -86,6 +88,9 @@ def _add_learner(sub: Any, spec: LearnerSpec) -> None:
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out from its newest checkpoint, with its saved configuration")
     run.add_argument("--print-config", action="store_true", help="print the resolved configuration as JSON and exit")
+    run.add_argument("--verify", action="store_true",
+                     help="check the full sha256 of every shard of --data/--val-data before training (reads the "
+                          "datasets once); without it only sizes, headers and a sampled hash are checked")
     add_dataclass_options(parser, TrainConfig, TRAIN_PREFIX, "training",
                           {name: dict(p.get("train", {})) for name, p in spec.presets.items()})
     add_dataclass_options(parser, spec.config_cls(), MODEL_PREFIX, f"{spec.name} model",
@@ -128,7 +133,9 @@ def resolve_from_args(args: argparse.Namespace) -> tuple[Any, TrainConfig, str |
     if saved.get("learner") != args.learner:
         raise ValueError(f"--resume: {out} is a run of learner {saved.get('learner')!r}, not {args.learner!r}")
     spec = get_learner(args.learner)
-    model_cfg = config_from_dict(spec.config_cls(), {**saved["model"], **model_over}, f"{spec.name} model config")
+    # legacy_defaults: fields the run predates take the values its checkpoints were trained with
+    values = {**spec.legacy_defaults, **saved["model"], **model_over}
+    model_cfg = config_from_dict(spec.config_cls(), values, f"{spec.name} model config")
     train_cfg = config_from_dict(TrainConfig, {**saved["train"], **train_over}, "training config")
     return model_cfg, train_cfg, saved.get("preset")
 
@@ -140,6 +147,11 @@ def handle_train(args: argparse.Namespace) -> int:
         print(json.dumps({"learner": args.learner, "preset": preset, "model": dataclasses.asdict(model_cfg),
                           "train": dataclasses.asdict(train_cfg)}, indent=2))
         return 0
+    if args.verify:
+        from worldmodel.train.data import verify_run_datasets
+
+        for path in verify_run_datasets(train_cfg.data, train_cfg.val_data):
+            print(f"wm train {args.learner}: --verify: {path}: every shard matches its sha256", file=sys.stderr)
     from worldmodel.train.engine import Trainer, TrainingDiverged
 
     try:

@@ -92,6 +92,9 @@ class TrainConfig:
     """How many of the newest checkpoints to keep."""
     progress: bool = True
     """Show a progress bar with ETA."""
+    allow_reshard: bool = False
+    """Allow ``--resume`` on a different number of processes than the run was saved with. Inexact: the per-rank batches, data
+    shards and RNG streams depend on the world size, so the continued run differs from an uninterrupted one."""
     deterministic: bool = False
     """Ask torch for deterministic algorithms (slower on GPU; CPU training is deterministic anyway)."""
 
@@ -122,7 +125,7 @@ class TrainConfig:
 #: Training fields that may change when a run is resumed (they do not alter the trajectory).
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
     {"steps", "num_workers", "threads", "log_every", "image_every", "eval_every", "ckpt_every", "keep_checkpoints",
-     "progress", "device", "out", "data", "val_data", "compile"}
+     "progress", "device", "out", "data", "val_data", "compile", "allow_reshard"}
 )
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from worldmodel.data.format import MANIFEST_NAME
 from worldmodel.data.reader import SceneDataset
 
 
@@ -109,10 +111,11 @@ def split(
 
 def make_loader(kind: str, data: SceneDataset, batch_size: int, seed: int, shuffle: bool, num_workers: int,
                 options: dict[str, Any], pin_memory: bool = False) -> Any:
-    """A loader of the data contract: ``kind`` 'gqn' or 'pair'."""
+    """A loader of the data contract: ``kind`` 'gqn', 'pair' or 'image'."""
     from worldmodel.data import loader as loaders
+    from worldmodel.data.image_loader import make_image_loader
 
-    factories = {"gqn": loaders.make_gqn_loader, "pair": loaders.make_pair_loader}
+    factories = {"gqn": loaders.make_gqn_loader, "pair": loaders.make_pair_loader, "image": make_image_loader}
     if kind not in factories:
         raise ValueError(f"unknown loader kind {kind!r}; valid values: {', '.join(map(repr, factories))}")
     return factories[kind](
@@ -121,11 +124,29 @@ def make_loader(kind: str, data: SceneDataset, batch_size: int, seed: int, shuff
     )
 
 
+def verify_run_datasets(data: str, val_data: str | None) -> list[str]:
+    """Check every byte (sha256) of a run's scene datasets (``wm train --verify``); returns those checked.
+
+    Paths that are not dataset directories (e.g. NISO's ``--data digits``) are left to the
+    learner. Raises :class:`~worldmodel.data.format.DatasetError` naming the first bad shard file.
+    """
+    checked = []
+    for path in (data, val_data):
+        if path and (Path(path) / MANIFEST_NAME).is_file():
+            SceneDataset(path, verify=True).close()
+            checked.append(str(path))
+    return checked
+
+
 def build_run_data(
     kind: str, data: str, val_data: str | None, val_fraction: float, batch_per_rank: int, seed: int,
     num_workers: int, options: dict[str, Any], pin_memory: bool = False,
 ) -> RunData:
-    """Open the datasets, split off validation and build both loaders (per-rank batch size)."""
+    """Open the datasets, split off validation and build both loaders (per-rank batch size).
+
+    Opening checks every shard file's size, header and sampled hash (``SceneDataset``'s default
+    check); ``wm train --verify`` adds the full sha256 beforehand (:func:`verify_run_datasets`).
+    """
     if not data:
         raise ValueError("no training data: pass --data DIR (a dataset written by `wm data collect`)")
     full = SceneDataset(data)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import math
 import os
 import random
@@ -205,6 +206,9 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
     def _latest_checkpoint(self) -> Path | None:
+        if self.dist.is_main:  # the run's writer restores a checkpoint a kill caught mid-overwrite
+            ckpt.repair_interrupted_overwrites(self.run_dir / ckpt.CHECKPOINTS_DIR)
+        ddp.barrier(self.dist)
         found = ckpt.list_checkpoints(self.run_dir)
         return found[-1] if found else None
 
@@ -220,6 +224,23 @@ class Trainer:
                 f"cannot resume {self.run_dir}: training options differ: {'; '.join(diffs)} "
                 f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change on resume)"
             )
+
+    def _check_world_size(self, train_state: Mapping[str, Any]) -> None:
+        """Resume only on the world size the run was saved with, unless ``allow_reshard``: the
+        per-rank batches, the data shards and the RNG streams all depend on it, so a different
+        world size continues the run, but not exactly as it would have gone."""
+        saved = int(train_state.get("world_size", 1))
+        if saved == self.dist.world_size:
+            return
+        if not self.config.allow_reshard:
+            raise ValueError(
+                f"cannot resume {self.run_dir}: it was saved with world size {saved}, this launch has "
+                f"{self.dist.world_size}; relaunch with {saved} processes, or pass --allow-reshard to re-shard "
+                "(the continued run is then not identical to an uninterrupted one)"
+            )
+        if self.dist.is_main:
+            print(f"warning: resuming a world-size-{saved} run on {self.dist.world_size} processes (--allow-reshard): "
+                  "data order and RNG streams change from here on", file=sys.stderr)
 
     def _resolved(self) -> dict[str, Any]:
         return {
@@ -314,6 +335,7 @@ class Trainer:
             self._check_resume(meta)
             model.load_state_dict(state, strict=True)
             train_state = ckpt.load_train_state(latest)
+            self._check_world_size(train_state)
             optimizer.load_state_dict(train_state["optimizer"])
             step, epoch, batch_in_epoch = int(train_state["step"]), int(train_state["epoch"]), int(train_state["batch_in_epoch"])
             set_rng_state(train_state["rng"])
@@ -363,10 +385,7 @@ class Trainer:
             while step < cfg.steps:
                 t_prev = time.perf_counter()  # a step's time: loading its batch + the update (not eval/checkpoints)
                 if it is None:
-                    loader.set_epoch(epoch)
-                    it = iter(loader)
-                    for _ in range(batch_in_epoch):  # resume mid-epoch: skip the batches already seen
-                        next(it)
+                    it = self._epoch_iterator(loader, epoch, batch_in_epoch)
                 try:
                     batch = next(it)
                 except StopIteration:
@@ -395,6 +414,21 @@ class Trainer:
             self.logger.close()
         return TrainResult(self.run_dir, step, last_ckpt if dist.is_main else None, last_train, last_eval,
                            time.perf_counter() - t_start)
+
+    @staticmethod
+    def _epoch_iterator(loader: Any, epoch: int, start_batch: int) -> Any:
+        """An iterator over ``epoch`` of ``loader`` from batch ``start_batch`` on (a mid-epoch resume).
+
+        Scene loaders start there without drawing or reading the skipped batches; other loaders
+        (learner-specific ones) are advanced past them."""
+        if start_batch and "start_batch" in inspect.signature(loader.set_epoch).parameters:
+            loader.set_epoch(epoch, start_batch=start_batch)
+            return iter(loader)
+        loader.set_epoch(epoch)
+        it = iter(loader)
+        for _ in range(start_batch):
+            next(it)
+        return it
 
     def _after_step(
         self, data: RunData, step: int, batch: Any, metrics: dict[str, float], bar: Any, last_eval: dict[str, float] | None

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-
-from worldmodel.atomic import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 TB_DIR = "tb"
@@ -58,13 +57,59 @@ def read_metrics(run_dir: str | Path, kind: str | None = None) -> list[dict[str,
     return out
 
 
+def _cut_offset(f: Any, end: int, last_step: int, chunk: int = 1 << 16) -> int:
+    """Byte offset just after the last record with ``step <= last_step``, scanning back from ``end``.
+
+    Records are appended in step order, so only the tail written after that record is read. A
+    line cut short by a kill (unparsable) is dropped with the tail."""
+    pos, buf = end, b""  # buf holds the bytes [pos, pos + len(buf))
+    while True:
+        start = max(0, pos - chunk)
+        f.seek(start)
+        buf = f.read(pos - start) + buf
+        pos = start
+        lines = buf.split(b"\n")
+        # Unless at the start of the file, lines[0] may begin before `pos`: it waits for the next read.
+        head, body = (lines[0], lines[1:]) if pos > 0 else (b"", lines)
+        offset = pos + (len(head) + 1 if pos > 0 else 0)
+        spans = []
+        for line in body:
+            spans.append((offset, line))
+            offset += len(line) + 1
+        for line_start, line in reversed(spans):
+            if not line.strip():
+                continue
+            try:
+                step = int(json.loads(line).get("step", 0))
+            except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+                continue  # cut short by a kill: dropped
+            if step <= last_step:
+                return min(end, line_start + len(line) + 1)
+        if pos == 0:
+            return 0
+        buf = head  # every line after it is dropped
+
+
 def truncate_metrics(run_dir: str | Path, last_step: int) -> None:
-    """Keep only records with ``step <= last_step`` (atomic rewrite)."""
+    """Drop the records with ``step > last_step`` (a resume from the checkpoint at ``last_step``).
+
+    The file is cut in place at the first such record, so resuming a long run reads and writes only
+    the tail since its checkpoint, never the whole file (one line per step: hundreds of MB at 10^6
+    steps). A truncation is one system call: a kill leaves either file, never a mix."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return
-    kept = [json.dumps(r) for r in read_metrics(run_dir) if int(r.get("step", 0)) <= last_step]
-    atomic_write_text(path, "".join(line + "\n" for line in kept))
+    with open(path, "rb+") as f:
+        end = f.seek(0, os.SEEK_END)
+        cut = _cut_offset(f, end, last_step)
+        if cut < end:
+            f.truncate(cut)
+        if cut > 0:
+            f.seek(cut - 1)
+            if f.read(1) != b"\n":  # the kept last record lacked its newline: the next append must not join it
+                f.write(b"\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _plain(value: Any) -> Any:
