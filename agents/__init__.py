@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-#: public name -> module that defines it.
+#: public name -> module that defines it ("module:attribute" when the names differ: a package
+#: attribute named like one of its submodules, e.g. ``compare``, would be replaced by that module
+#: as soon as the submodule is imported).
 _EXPORTS: dict[str, str] = {
     "make_env": "agents.env_stack",
     "add_normalization": "agents.env_stack",
@@ -21,7 +23,7 @@ _EXPORTS: dict[str, str] = {
     "CompareConfig": "agents.config",
     "ArmSpec": "agents.config",
     "train_agent": "agents.train",
-    "compare": "agents.compare",
+    "run_comparison": "agents.compare:compare",
     "compare_runs": "agents.stats",
     "load_runs": "agents.stats",
     "measure_reference": "agents.reference",
@@ -36,17 +38,17 @@ __all__ = [
     "TrainConfig",
     "ViewpointVecEnvWrapper",
     "add_normalization",
-    "compare",
     "compare_runs",
     "load_runs",
     "make_env",
     "measure_reference",
+    "run_comparison",
     "run_demo",
     "train_agent",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from agents.compare import compare
+    from agents.compare import compare as run_comparison
     from agents.config import ArmSpec, CompareConfig, TrainConfig
     from agents.demo import run_demo
     from agents.env_stack import add_normalization, make_env
@@ -57,10 +59,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    target = _EXPORTS.get(name)
+    if target is None:
         raise AttributeError(f"module 'agents' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module), attr or name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 

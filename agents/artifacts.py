@@ -27,7 +27,14 @@ MODEL_FILE = "model.zip"
 LOG_FILE = "train.log"
 #: Columns of a run's evaluations.csv.
 EVAL_COLUMNS: tuple[str, ...] = (
-    "timesteps", "mean_return", "std_return", "mean_length", "success_rate", "episodes", "wall_s", "returns"
+    "timesteps",
+    "mean_return",
+    "std_return",
+    "mean_length",
+    "success_rate",
+    "episodes",
+    "wall_s",
+    "returns",
 )
 
 

@@ -177,7 +177,9 @@ class CheckpointEveryCallback(BaseCallback):
 class ProgressCallback(BaseCallback):
     """Progress bar over env steps, and ``progress.json`` rewritten every ``every_s`` seconds."""
 
-    def __init__(self, total: int, run_dir: str | Path, show: bool = True, every_s: float = 1.0, desc: str = "train") -> None:
+    def __init__(
+        self, total: int, run_dir: str | Path, show: bool = True, every_s: float = 1.0, desc: str = "train"
+    ) -> None:
         super().__init__()
         self.total = int(total)
         self.path = Path(run_dir) / PROGRESS_FILE
@@ -191,8 +193,13 @@ class ProgressCallback(BaseCallback):
         # Redraw at most every 30 s when the output is a log file rather than a terminal.
         interval = 0.5 if sys.stderr.isatty() else 30.0
         self._bar = tqdm(
-            total=self.total, initial=self.num_timesteps, desc=self.desc, unit="step",
-            disable=not self.show, dynamic_ncols=True, mininterval=interval,
+            total=self.total,
+            initial=self.num_timesteps,
+            desc=self.desc,
+            unit="step",
+            disable=not self.show,
+            dynamic_ncols=True,
+            mininterval=interval,
         )
         self._write()
 
@@ -223,7 +230,9 @@ class EvaluationRecorder:
         wall_offset_s: seconds the run had already run (``wall_s`` continues from there).
     """
 
-    def __init__(self, run_dir: str | Path, rows: list[dict[str, Any]] | None = None, wall_offset_s: float = 0.0) -> None:
+    def __init__(
+        self, run_dir: str | Path, rows: list[dict[str, Any]] | None = None, wall_offset_s: float = 0.0
+    ) -> None:
         self.path = Path(run_dir) / EVALUATIONS_FILE
         self.rows: list[dict[str, Any]] = list(rows or [])
         self._t0 = time.monotonic() - float(wall_offset_s)

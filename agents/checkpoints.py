@@ -87,8 +87,11 @@ def step_dir_name(step: int) -> str:
 
 
 def _rms_to_dict(rms: RunningMeanStd) -> dict[str, Any]:
-    return {"mean": np.asarray(rms.mean, dtype=np.float64).tolist(), "var": np.asarray(rms.var, dtype=np.float64).tolist(),
-            "count": float(rms.count)}
+    return {
+        "mean": np.asarray(rms.mean, dtype=np.float64).tolist(),
+        "var": np.asarray(rms.var, dtype=np.float64).tolist(),
+        "count": float(rms.count),
+    }
 
 
 def _rms_from_dict(values: dict[str, Any], shape: tuple[int, ...], what: str) -> RunningMeanStd:
@@ -106,7 +109,9 @@ def _rms_from_dict(values: dict[str, Any], shape: tuple[int, ...], what: str) ->
 def vecnormalize_state(venv: VecNormalize) -> dict[str, Any]:
     """The statistics and settings of a ``VecNormalize`` as plain JSON values."""
     if isinstance(getattr(venv, "obs_rms", None), dict):
-        raise ValueError("VecNormalize over Dict observations is not supported (the toolkit normalises vector modes only)")
+        raise ValueError(
+            "VecNormalize over Dict observations is not supported (the toolkit normalises vector modes only)"
+        )
     return {
         "format": _VECNORM_FORMAT,
         "norm_obs": bool(venv.norm_obs),
@@ -161,8 +166,12 @@ def _buffer_items(buffer: Any) -> dict[str, np.ndarray]:
 def save_replay_buffer(path: str | Path, buffer: Any) -> None:
     """Write the filled part of an SB3 ``ReplayBuffer``/``DictReplayBuffer`` as an ``.npz``."""
     items = _buffer_items(buffer)
-    meta = {"pos": int(buffer.pos), "full": bool(buffer.full), "buffer_size": int(buffer.buffer_size),
-            "n_envs": int(buffer.n_envs)}
+    meta = {
+        "pos": int(buffer.pos),
+        "full": bool(buffer.full),
+        "buffer_size": int(buffer.buffer_size),
+        "n_envs": int(buffer.n_envs),
+    }
     with open(path, "wb") as f:
         np.savez(f, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **items)
 
@@ -190,7 +199,9 @@ def load_replay_buffer(path: str | Path, buffer: Any) -> int:
             if isinstance(target, dict):
                 target = target.get(key)
             if target is None or name not in names:
-                raise ValueError(f"{path}: replay buffer array {name!r} is missing on one side (saved: {sorted(names)})")
+                raise ValueError(
+                    f"{path}: replay buffer array {name!r} is missing on one side (saved: {sorted(names)})"
+                )
             saved = data[name]
             if saved.shape[1:] != target.shape[1:] or saved.shape[0] != n:
                 raise ValueError(
@@ -287,7 +298,9 @@ def latest_checkpoint(run_dir: str | Path) -> Checkpoint | None:
     if not all((path / name).is_file() for name in data.get("files", [CHECKPOINT_MODEL])):
         return None
     return Checkpoint(
-        step=int(data["step"]), path=path, wall_s=float(data.get("wall_s", 0.0)),
+        step=int(data["step"]),
+        path=path,
+        wall_s=float(data.get("wall_s", 0.0)),
         resumed_from=tuple(int(s) for s in data.get("resumed_from", ())),
     )
 

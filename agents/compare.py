@@ -57,7 +57,17 @@ GRID_FILE = "compare_config.json"
 REFERENCE_FILE = "reference.json"
 #: Settings shared by every run; they must match for finished runs to be reused.
 _GRID_KEYS = (
-    "env_id", "camera", "steps", "algo", "size", "eval_freq", "eval_episodes", "eval_seed", "n_envs", "train_args", "env_kwargs",
+    "env_id",
+    "camera",
+    "steps",
+    "algo",
+    "size",
+    "eval_freq",
+    "eval_episodes",
+    "eval_seed",
+    "n_envs",
+    "train_args",
+    "env_kwargs",
     "checkpoint_freq",
 )
 
@@ -160,9 +170,28 @@ def train_command(cfg: CompareConfig, arm: ArmSpec, seed: int, out: Path) -> lis
     The grid's ``train_args`` come before the arm's own, so an arm's setting wins (argparse keeps
     the last value of an option).
     """
-    cmd = [sys.executable, "-m", "agents.cli", "agent", "train", "--env", cfg.env_id, "--arm", arm.name, "--obs", arm.obs]
+    cmd = [
+        sys.executable,
+        "-m",
+        "agents.cli",
+        "agent",
+        "train",
+        "--env",
+        cfg.env_id,
+        "--arm",
+        arm.name,
+        "--obs",
+        arm.obs,
+    ]
     cmd += ["--algo", cfg.algo, "--steps", str(cfg.steps), "--seed", str(seed), "--out", str(out)]
-    cmd += ["--eval-freq", str(cfg.eval_freq), "--eval-episodes", str(cfg.eval_episodes), "--eval-seed", str(cfg.eval_seed)]
+    cmd += [
+        "--eval-freq",
+        str(cfg.eval_freq),
+        "--eval-episodes",
+        str(cfg.eval_episodes),
+        "--eval-seed",
+        str(cfg.eval_seed),
+    ]
     cmd += ["--threads", str(cfg.threads_per_run), "--no-progress"]
     if cfg.camera:
         cmd += ["--camera", cfg.camera]
@@ -226,7 +255,9 @@ def _check_grid(cfg: CompareConfig) -> dict[str, Any]:
         diff = [f"{k}: {old.get(k)!r} -> {sig[k]!r}" for k in _GRID_KEYS if old.get(k) != sig[k]]
         old_arms = old.get("arms", {})
         if isinstance(old_arms, dict):
-            diff += [f"arm {n}: {old_arms[n]!r} -> {arms[n]!r}" for n in arms if n in old_arms and old_arms[n] != arms[n]]
+            diff += [
+                f"arm {n}: {old_arms[n]!r} -> {arms[n]!r}" for n in arms if n in old_arms and old_arms[n] != arms[n]
+            ]
             arms = {**old_arms, **arms}
         if diff:
             raise ValueError(
@@ -250,8 +281,8 @@ def _check_encoders(cfg: CompareConfig) -> None:
         enc = load_encoder(str(arm.encoder), device="cpu")
         if cfg.size is not None and cfg.size != enc.image_size:
             raise ValueError(
-                f"arm {arm.name!r}: the {enc.name} encoder {arm.encoder} takes {enc.image_size}x{enc.image_size} images but "
-                f"--size is {cfg.size}; use --size {enc.image_size} (or leave it out)"
+                f"arm {arm.name!r}: the {enc.name} encoder {arm.encoder} takes {enc.image_size}x{enc.image_size} "
+                f"images but --size is {cfg.size}; use --size {enc.image_size} (or leave it out)"
             )
 
 
@@ -300,7 +331,8 @@ def run_grid(cfg: CompareConfig, shard: Shard | None = None, log: Any = print, p
     scope = f"shard {shard}: {len(runs)} of the grid's {len(plan)} runs" if shard else f"grid: {len(runs)} runs"
     log(
         f"{scope} ({len(cfg.arms)} arms x {cfg.seeds} seeds); {len(result.skipped)} already finished (skipped), "
-        f"{len(pending)} to run, {jobs} at a time" + (f" ({resuming} restarted from their run directories)" if resuming else "")
+        f"{len(pending)} to run, {jobs} at a time"
+        + (f" ({resuming} restarted from their run directories)" if resuming else "")
     )
     if not pending:
         return result
@@ -320,7 +352,9 @@ def run_grid(cfg: CompareConfig, shard: Shard | None = None, log: Any = print, p
                     run.out.mkdir(parents=True, exist_ok=True)
                     # append: the log of an interrupted attempt stays above the restarted one
                     logf = open(run.out / LOG_FILE, "a", encoding="utf-8")
-                    logf.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} grid launch\n$ " + " ".join(run.command) + "\n")
+                    logf.write(
+                        f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} grid launch\n$ " + " ".join(run.command) + "\n"
+                    )
                     logf.flush()
                     proc = subprocess.Popen(run.command, stdout=logf, stderr=subprocess.STDOUT, env=env)
                     active[proc] = (run, logf)
@@ -380,7 +414,10 @@ def reference_scores(cfg: CompareConfig, log: Any = print) -> ReferenceScores:
             if cached.env_id == cfg.env_id and tuple(cached.seeds) == tuple(seeds):
                 return cached
             log(f"{path} was measured for {cached.env_id} / other evaluation seeds; measuring it again")
-    log(f"measuring the reference (scripted expert, zero-action policy) on {cfg.env_id}, {len(seeds)} evaluation episodes...")
+    log(
+        f"measuring the reference (scripted expert, zero-action policy) on {cfg.env_id}, {len(seeds)} evaluation "
+        "episodes..."
+    )
     ref = measure_reference(cfg.env_id, reference_env_kwargs(cfg), seeds)
     write_json_atomic(path, ref.to_dict())
     return ref
@@ -403,7 +440,8 @@ def setup_summary(cfg: CompareConfig, reference: ReferenceScores | None = None) 
         "seeds per arm": f"{cfg.seeds} (from {cfg.seed0})",
         "env steps per run": cfg.steps,
         "evaluation": f"every {cfg.eval_freq} env steps, {cfg.eval_episodes} episodes "
-        f"({_seed_range(list(range(cfg.eval_seed, cfg.eval_seed + cfg.eval_episodes)))}), deterministic policy, separate env",
+        f"({_seed_range(list(range(cfg.eval_seed, cfg.eval_seed + cfg.eval_episodes)))}), deterministic policy, "
+        "separate env",
         "image size": cfg.size or "encoder input size / env default",
         "train args (all arms)": " ".join(cfg.train_args) or "none",
     }
@@ -425,7 +463,8 @@ def setup_summary(cfg: CompareConfig, reference: ReferenceScores | None = None) 
         setup[f"arm {arm.name}"] = text
     differing = [a for a in cfg.arms if a.train_args]
     setup["per-arm differences"] = (
-        "; ".join(f"{a.name}: {' '.join(a.train_args)}" for a in differing) if differing
+        "; ".join(f"{a.name}: {' '.join(a.train_args)}" for a in differing)
+        if differing
         else "none: the same algorithm settings for every arm (only the observation differs)"
     )
     setup["bootstrap"] = f"{cfg.bootstrap_reps} stratified resamples (rliable)"
@@ -460,7 +499,9 @@ def make_report(cfg: CompareConfig, log: Any = print) -> dict[str, Path]:
     if not runs:
         raise ValueError(f"no finished runs under {Path(cfg.out) / 'runs'} for arms {', '.join(cfg.arm_names)}")
     reference = reference_scores(cfg, log=log)
-    log(f"aggregating {len(runs)} finished runs of {len(planned)} planned (bootstrap {cfg.bootstrap_reps} resamples)...")
+    log(
+        f"aggregating {len(runs)} finished runs of {len(planned)} planned (bootstrap {cfg.bootstrap_reps} resamples)..."
+    )
     cmp = compare_runs(runs, reference=reference, threshold=cfg.threshold, reps=cfg.bootstrap_reps, seed=0)
     missing = missing_runs(cfg, {r.name for r in runs})
     if missing:
@@ -496,7 +537,9 @@ def aggregate(
     return make_report(cfg.validate(), log=log)
 
 
-def compare(cfg: CompareConfig, shard: Shard | None = None, log: Any = print) -> tuple[GridResult, dict[str, Path] | None]:
+def compare(
+    cfg: CompareConfig, shard: Shard | None = None, log: Any = print
+) -> tuple[GridResult, dict[str, Path] | None]:
     """Run the grid (or one shard), then write the report; a shard writes no report (``None``):
     aggregate after all shards with :func:`aggregate`."""
     result = run_grid(cfg, shard=shard, log=log)

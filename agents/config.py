@@ -86,7 +86,14 @@ _MLP_WIDE = {"net_arch": [256, 256]}
 # PPO: 8 envs x 256 steps = 2048 per update; the toolkit's Jaco reach learns from state with these
 # (docs/agents.md, learnability).
 _PPO = dict(
-    n_steps=256, batch_size=256, n_epochs=10, learning_rate=3e-4, gamma=0.99, gae_lambda=0.95, clip_range=0.2, ent_coef=0.0
+    n_steps=256,
+    batch_size=256,
+    n_epochs=10,
+    learning_rate=3e-4,
+    gamma=0.99,
+    gae_lambda=0.95,
+    clip_range=0.2,
+    ent_coef=0.0,
 )
 _A2C = dict(n_steps=8, learning_rate=7e-4, gamma=0.99, gae_lambda=1.0, ent_coef=0.0)
 # Off-policy: SB3's timeout handling (handle_timeout_termination=True, its default) in every mode,
@@ -94,7 +101,13 @@ _A2C = dict(n_steps=8, learning_rate=7e-4, gamma=0.99, gae_lambda=1.0, ent_coef=
 # observation (optimize_memory_usage=False): 100k transitions of 64 px frames are ~2.5 GB, which
 # the replay-memory guard of agents.train checks before allocating.
 _OFF = dict(
-    buffer_size=100_000, learning_starts=1_000, batch_size=256, learning_rate=3e-4, gamma=0.99, train_freq=1, gradient_steps=1
+    buffer_size=100_000,
+    learning_starts=1_000,
+    batch_size=256,
+    learning_rate=3e-4,
+    gamma=0.99,
+    train_freq=1,
+    gradient_steps=1,
 )
 _DQN = dict(
     buffer_size=50_000,
@@ -155,7 +168,8 @@ class TrainConfig:
     obs: str = "state"
     """Agent observation mode: ``pixels``, ``pixels+viewpoint``, ``repr`` or ``state``."""
     arm: str | None = None
-    """Name of the comparison group this run belongs to (``[a-z0-9+_-]+``, e.g. ``repr-niso``); ``None``: the obs mode."""
+    """Name of the comparison group this run belongs to (``[a-z0-9+_-]+``, e.g. ``repr-niso``); ``None``: the obs
+    mode."""
     algo: str = "ppo"
     """SB3 algorithm: ``ppo``, ``a2c``, ``sac``, ``td3``, ``ddpg``, ``dqn`` (discrete actions only)."""
     steps: int = 50_000
@@ -167,7 +181,8 @@ class TrainConfig:
     camera: str | None = None
     """Camera mode passed to the env (``fixed``, ``moving``, ``random``); ``None``: the env's default."""
     size: int | None = None
-    """Image size for pixels, pixels+viewpoint and repr; ``None``: the encoder's input size (repr) or the env default."""
+    """Image size for pixels, pixels+viewpoint and repr; ``None``: the encoder's input size (repr) or the env
+    default."""
     encoder: str | None = None
     """Checkpoint directory of the frozen encoder (required for ``obs='repr'``)."""
     append_viewpoint: bool = False
@@ -263,8 +278,19 @@ DEFAULT_COMPARE_OBS: tuple[str, ...] = ("pixels", "repr", "state")
 #: ``wm agent train`` options the grid sets itself for every run; arms and ``train_args`` may not
 #: set them (the run layout, the seeds and the evaluation episodes must be the grid's).
 GRID_OWNED_TRAIN_FLAGS: tuple[str, ...] = (
-    "--env", "--obs", "--arm", "--encoder", "--out", "--seed", "--steps",
-    "--eval-freq", "--eval-episodes", "--eval-seed", "--overwrite", "--no-progress", "--checkpoint-freq",
+    "--env",
+    "--obs",
+    "--arm",
+    "--encoder",
+    "--out",
+    "--seed",
+    "--steps",
+    "--eval-freq",
+    "--eval-episodes",
+    "--eval-seed",
+    "--overwrite",
+    "--no-progress",
+    "--checkpoint-freq",
 )
 
 
@@ -311,7 +337,8 @@ class ArmSpec:
         check_arm(self.name)
         if self.obs not in AGENT_OBS_MODES:
             raise ValueError(
-                f"arm {self.name!r}: unknown obs mode {self.obs!r}; valid values: {', '.join(map(repr, AGENT_OBS_MODES))}"
+                f"arm {self.name!r}: unknown obs mode {self.obs!r}; valid values: "
+                f"{', '.join(map(repr, AGENT_OBS_MODES))}"
             )
         if self.obs == "repr" and not self.encoder:
             raise ValueError(f"arm {self.name!r} (obs repr) needs an encoder checkpoint: --arm {self.name}=repr@DIR")
@@ -360,7 +387,8 @@ class CompareConfig:
     eval_freq: int = 5_000
     """Env steps between evaluations (the x grid of the curves)."""
     eval_episodes: int = 30
-    """Episodes per evaluation: seeds ``eval_seed .. eval_seed + eval_episodes - 1``, the same for every run and the reference."""
+    """Episodes per evaluation: seeds ``eval_seed .. eval_seed + eval_episodes - 1``, the same for every run and the
+    reference."""
     eval_seed: int = 1_000_000
     """First evaluation seed (``agents.reference.evaluation_seeds``); far from the training seeds ``seed*1000 + i``."""
     n_envs: int | None = None

@@ -83,7 +83,8 @@ class DemoPreset:
     gqn_z_channels: int
     """``wm train gqn --z-channels``: channels of each latent (1: a small latent)."""
     gqn_kl_weight: float
-    """``wm train gqn --kl-weight``: weight of the KL term (above 1 the generator must render from r, not from the posterior)."""
+    """``wm train gqn --kl-weight``: weight of the KL term (above 1 the generator must render from r, not from the
+    posterior)."""
     gqn_max_context: int
     """``wm train gqn --max-context``: most context views per training scene."""
     gqn_lr: float
@@ -121,8 +122,15 @@ class DemoPreset:
 
 #: The recipe every preset runs (only the sizes differ).
 _RECIPE = dict(
-    data_camera="orbit", target_marker=True, gqn_representation="lifted", gqn_features="spatial",
-    gqn_z_channels=1, gqn_kl_weight=50.0, gqn_max_context=3, context_views=12, aggregate="mean",
+    data_camera="orbit",
+    target_marker=True,
+    gqn_representation="lifted",
+    gqn_features="spatial",
+    gqn_z_channels=1,
+    gqn_kl_weight=50.0,
+    gqn_max_context=3,
+    context_views=12,
+    aggregate="mean",
 )
 
 PRESETS: dict[str, DemoPreset] = {
@@ -131,25 +139,70 @@ PRESETS: dict[str, DemoPreset] = {
     # far too small a budget for a conclusion about pixels vs representations (the state agent
     # needs ~50k steps to reach 0.8; the report says so); it runs the whole pipeline end to end.
     "small": DemoPreset(
-        scenes=600, views=11, size=32, **_RECIPE, gqn_preset="small", gqn_lr=1e-3, gqn_steps=300, gqn_batch=16,
-        gqn_sigma=0.1, gqn_device="cpu", probe_episodes=200, fixed_camera=False, pixels_viewpoint=False,
-        agent_steps=20_000, seeds=3, eval_freq=10_000, eval_episodes=30, reps=2_000,
+        scenes=600,
+        views=11,
+        size=32,
+        **_RECIPE,
+        gqn_preset="small",
+        gqn_lr=1e-3,
+        gqn_steps=300,
+        gqn_batch=16,
+        gqn_sigma=0.1,
+        gqn_device="cpu",
+        probe_episodes=200,
+        fixed_camera=False,
+        pixels_viewpoint=False,
+        agent_steps=20_000,
+        seeds=3,
+        eval_freq=10_000,
+        eval_episodes=30,
+        reps=2_000,
     ),
     # 2-core CPU, <= 2 h and resumable (rerun to continue): ~30 min for data, GQN (3000 steps at
     # ~0.25 s) and probe, then 7 arms x 5 seeds x 50k env steps (~0.19 core-s per env step of a
     # seed's arms: pixel PPO ~135 steps/s, repr ~200, state ~1000 on one core). 50k steps is the
     # state agent's time to 0.8, so slower arms are censored: the report gives lower bounds.
     "study": DemoPreset(
-        scenes=4000, views=11, size=32, **_RECIPE, gqn_preset="small", gqn_lr=1e-3, gqn_steps=3000, gqn_batch=16,
-        gqn_sigma=0.1, gqn_device="cpu", probe_episodes=800, fixed_camera=True, pixels_viewpoint=True,
-        agent_steps=50_000, seeds=5, eval_freq=10_000, eval_episodes=30, reps=10_000,
+        scenes=4000,
+        views=11,
+        size=32,
+        **_RECIPE,
+        gqn_preset="small",
+        gqn_lr=1e-3,
+        gqn_steps=3000,
+        gqn_batch=16,
+        gqn_sigma=0.1,
+        gqn_device="cpu",
+        probe_episodes=800,
+        fixed_camera=True,
+        pixels_viewpoint=True,
+        agent_steps=50_000,
+        seeds=5,
+        eval_freq=10_000,
+        eval_episodes=30,
+        reps=10_000,
     ),
     # GPU-scale: the paper's GQN architecture (its learning rate and sigma) on a large 64 px
     # dataset, 5 seeds x 500k env steps.
     "full": DemoPreset(
-        scenes=50_000, views=11, size=64, **_RECIPE, gqn_preset="paper", gqn_lr=5e-4, gqn_steps=200_000,
-        gqn_batch=36, gqn_sigma=0.7, gqn_device="auto", probe_episodes=800, fixed_camera=True, pixels_viewpoint=True,
-        agent_steps=500_000, seeds=5, eval_freq=20_000, eval_episodes=30, reps=50_000,
+        scenes=50_000,
+        views=11,
+        size=64,
+        **_RECIPE,
+        gqn_preset="paper",
+        gqn_lr=5e-4,
+        gqn_steps=200_000,
+        gqn_batch=36,
+        gqn_sigma=0.7,
+        gqn_device="auto",
+        probe_episodes=800,
+        fixed_camera=True,
+        pixels_viewpoint=True,
+        agent_steps=500_000,
+        seeds=5,
+        eval_freq=20_000,
+        eval_episodes=30,
+        reps=50_000,
     ),
 }
 
@@ -163,7 +216,9 @@ def preset_stages(preset: DemoPreset) -> tuple[str, ...]:
     return tuple(s for s in STAGES if s != "compare-fixed" or preset.fixed_camera)
 
 
-def stage_commands(preset: DemoPreset, out: Path, jobs: int | None = None, device: str | None = None) -> dict[str, list[str]]:
+def stage_commands(
+    preset: DemoPreset, out: Path, jobs: int | None = None, device: str | None = None
+) -> dict[str, list[str]]:
     """The ``wm`` command of each stage of :func:`preset_stages` (the GQN one for a fresh run), in order."""
     p = preset
     data, gqn, untrained = out / "data", out / "gqn", out / "untrained"
@@ -178,32 +233,111 @@ def stage_commands(preset: DemoPreset, out: Path, jobs: int | None = None, devic
             if spec.startswith("repr@"):
                 cmd += ["--arm-args", f"{name}={repr_args}"]
         return _wm(
-            *cmd, *marker, "--seeds", str(p.seeds), "--steps", str(p.agent_steps), "--size", str(p.size),
-            "--out", str(dest), "--eval-freq", str(p.eval_freq), "--eval-episodes", str(p.eval_episodes),
-            "--reps", str(p.reps), *(["--jobs", str(jobs)] if jobs else []),
+            *cmd,
+            *marker,
+            "--seeds",
+            str(p.seeds),
+            "--steps",
+            str(p.agent_steps),
+            "--size",
+            str(p.size),
+            "--out",
+            str(dest),
+            "--eval-freq",
+            str(p.eval_freq),
+            "--eval-episodes",
+            str(p.eval_episodes),
+            "--reps",
+            str(p.reps),
+            *(["--jobs", str(jobs)] if jobs else []),
         )
 
-    moving_arms = [("pixels", "pixels"), *([("pixels+viewpoint", "pixels+viewpoint")] if p.pixels_viewpoint else []),
-                   ("repr", f"repr@{gqn}"), ("repr-untrained", f"repr@{untrained}"), ("state", "state")]
+    moving_arms = [
+        ("pixels", "pixels"),
+        *([("pixels+viewpoint", "pixels+viewpoint")] if p.pixels_viewpoint else []),
+        ("repr", f"repr@{gqn}"),
+        ("repr-untrained", f"repr@{untrained}"),
+        ("state", "state"),
+    ]
     commands = {
         "data": _wm(
-            "data", "collect", "--source", "jaco", "--scenes", str(p.scenes), "--views", str(p.views),
-            "--size", str(p.size), "--camera", p.data_camera, *(["-o", "target_marker=true"] if p.target_marker else []),
-            "--seed", "0", "--out", str(data),
+            "data",
+            "collect",
+            "--source",
+            "jaco",
+            "--scenes",
+            str(p.scenes),
+            "--views",
+            str(p.views),
+            "--size",
+            str(p.size),
+            "--camera",
+            p.data_camera,
+            *(["-o", "target_marker=true"] if p.target_marker else []),
+            "--seed",
+            "0",
+            "--out",
+            str(data),
         ),
         "gqn": _wm(
-            "train", "gqn", "--preset", p.gqn_preset, "--data", str(data), "--out", str(gqn),
-            "--representation", p.gqn_representation, "--features", p.gqn_features, "--lr", str(p.gqn_lr),
-            "--image-size", str(p.size), "--steps", str(p.gqn_steps), "--batch-size", str(p.gqn_batch),
-            "--sigma-start", str(p.gqn_sigma), "--sigma-end", str(p.gqn_sigma), "--z-channels", str(p.gqn_z_channels),
-            "--kl-weight", str(p.gqn_kl_weight), "--max-context", str(p.gqn_max_context),
-            "--device", device or p.gqn_device, "--ckpt-every", str(max(1, p.gqn_steps // 4)), "--seed", "0",
+            "train",
+            "gqn",
+            "--preset",
+            p.gqn_preset,
+            "--data",
+            str(data),
+            "--out",
+            str(gqn),
+            "--representation",
+            p.gqn_representation,
+            "--features",
+            p.gqn_features,
+            "--lr",
+            str(p.gqn_lr),
+            "--image-size",
+            str(p.size),
+            "--steps",
+            str(p.gqn_steps),
+            "--batch-size",
+            str(p.gqn_batch),
+            "--sigma-start",
+            str(p.gqn_sigma),
+            "--sigma-end",
+            str(p.gqn_sigma),
+            "--z-channels",
+            str(p.gqn_z_channels),
+            "--kl-weight",
+            str(p.gqn_kl_weight),
+            "--max-context",
+            str(p.gqn_max_context),
+            "--device",
+            device or p.gqn_device,
+            "--ckpt-every",
+            str(max(1, p.gqn_steps // 4)),
+            "--seed",
+            "0",
         ),
         "untrained": _wm("train", "untrained", "--like", str(gqn), "--out", str(untrained), "--seed", "0"),
         "probe": _wm(
-            "eval", "probe", "--encoder", f"gqn={gqn}", "--untrained", f"untrained={untrained}", "--env", ENV_ID,
-            "--camera", "moving", "--views", str(p.context_views), "--steps", str(max(20, p.context_views + 8)),
-            "--episodes", str(p.probe_episodes), "--out", str(out / "probe"), *marker,
+            "eval",
+            "probe",
+            "--encoder",
+            f"gqn={gqn}",
+            "--untrained",
+            f"untrained={untrained}",
+            "--env",
+            ENV_ID,
+            "--camera",
+            "moving",
+            "--views",
+            str(p.context_views),
+            "--steps",
+            str(max(20, p.context_views + 8)),
+            "--episodes",
+            str(p.probe_episodes),
+            "--out",
+            str(out / "probe"),
+            *marker,
         ),
         "compare": compare(out / "compare", "moving", moving_arms),
         "compare-fixed": compare(out / "compare-fixed", "fixed", [("pixels", "pixels"), ("repr", f"repr@{gqn}")]),
@@ -226,7 +360,9 @@ def probe_lines(probe_json: Path) -> list[str]:
     lines = [f"{'representation':<{w}} " + " ".join(f"{q:>12}" for q in PROBE_QUANTITIES)]
     for rep, res in reps.items():
         best = res.get("best", {})
-        cells = [f"{best[q]:>12.3f}" if isinstance(best.get(q), (int, float)) else f"{'-':>12}" for q in PROBE_QUANTITIES]
+        cells = [
+            f"{best[q]:>12.3f}" if isinstance(best.get(q), (int, float)) else f"{'-':>12}" for q in PROBE_QUANTITIES
+        ]
         lines.append(f"{rep:<{w}} " + " ".join(cells))
     return lines
 
@@ -235,7 +371,9 @@ def _changed_settings(stored: dict, current: dict) -> list[str]:
     return [k for k in sorted(set(stored) | set(current)) if stored.get(k) != current.get(k)]
 
 
-def run_demo(preset: str = "small", out: str = "wm_out/demo", jobs: int | None = None, device: str | None = None) -> int:
+def run_demo(
+    preset: str = "small", out: str = "wm_out/demo", jobs: int | None = None, device: str | None = None
+) -> int:
     """Run (or resume) the demo; returns the exit code of the first failing stage, else 0."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid values: {', '.join(map(repr, PRESETS))}")
@@ -245,13 +383,19 @@ def run_demo(preset: str = "small", out: str = "wm_out/demo", jobs: int | None =
     state_path = root / STATE_FILE
     state = read_json(state_path) if state_path.is_file() else {"preset": preset, "settings": asdict(p), "stages": {}}
     if state.get("preset") != preset:
-        raise ValueError(f"{root} holds a demo with --preset {state.get('preset')}; use another --out for --preset {preset}")
+        raise ValueError(
+            f"{root} holds a demo with --preset {state.get('preset')}; use another --out for --preset {preset}"
+        )
     state.setdefault("stages", {})
     changed = _changed_settings(state.get("settings") or {}, asdict(p))
     if changed and any(v.get("done") for v in state["stages"].values()):
-        print(f"wm demo: note: the --preset {preset} settings changed since this demo's finished stages ran "
-              f"({', '.join(changed)}); finished stages are kept, the others run with the current settings "
-              f"(use another --out for a fresh demo)", file=sys.stderr, flush=True)
+        print(
+            f"wm demo: note: the --preset {preset} settings changed since this demo's finished stages ran "
+            f"({', '.join(changed)}); finished stages are kept, the others run with the current settings "
+            f"(use another --out for a fresh demo)",
+            file=sys.stderr,
+            flush=True,
+        )
     stages = preset_stages(p)
     commands = stage_commands(p, root, jobs, device)
     if "gqn" not in state["stages"] and _gqn_has_checkpoint(root / "gqn"):
@@ -259,14 +403,15 @@ def run_demo(preset: str = "small", out: str = "wm_out/demo", jobs: int | None =
     marker = ", target marker" if p.target_marker else ""
     pv = "pixels+viewpoint, " if p.pixels_viewpoint else ""
     titles = {
-        "data": f"collecting {p.scenes} JacoReach-v1 scenes x {p.views} {p.data_camera}-camera views at {p.size}px{marker}",
+        "data": f"collecting {p.scenes} JacoReach-v1 scenes x {p.views} {p.data_camera}-camera views at "
+        f"{p.size}px{marker}",
         "gqn": f"training a GQN ({p.gqn_preset} preset, {p.gqn_representation} representation, {p.gqn_features} "
-               f"features, {p.gqn_steps} steps, batch {p.gqn_batch}, lr {p.gqn_lr}, sigma {p.gqn_sigma})",
+        f"features, {p.gqn_steps} steps, batch {p.gqn_batch}, lr {p.gqn_lr}, sigma {p.gqn_sigma})",
         "untrained": "the untrained control: the GQN's architecture with fresh weights",
         "probe": f"state probes of the GQN, untrained and pixel features over {p.context_views} views "
-                 f"({p.probe_episodes} moving-camera rollouts)",
+        f"({p.probe_episodes} moving-camera rollouts)",
         "compare": f"PPO on pixels, {pv}GQN features, untrained features ({p.context_views} views, {p.aggregate}) and "
-                   f"state, moving camera: {p.seeds} seeds x {p.agent_steps} env steps",
+        f"state, moving camera: {p.seeds} seeds x {p.agent_steps} env steps",
         "compare-fixed": f"PPO on pixels and GQN features, fixed camera: {p.seeds} seeds x {p.agent_steps} env steps",
     }
     t_start = time.monotonic()
@@ -280,7 +425,10 @@ def run_demo(preset: str = "small", out: str = "wm_out/demo", jobs: int | None =
         t0 = time.monotonic()
         code = subprocess.call(commands[name])
         if code != 0:
-            print(f"wm demo: stage '{name}' failed with exit code {code}; rerun the same command to resume", file=sys.stderr)
+            print(
+                f"wm demo: stage '{name}' failed with exit code {code}; rerun the same command to resume",
+                file=sys.stderr,
+            )
             return code
         state["stages"][name] = {"done": True, "seconds": round(time.monotonic() - t0, 1), "command": commands[name]}
         write_json_atomic(state_path, state)

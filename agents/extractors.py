@@ -82,7 +82,9 @@ class PixelsViewpointExtractor(BaseFeaturesExtractor):
         cnn_features_dim: output size of the CNN (``None``: :data:`CNN_FEATURES` of ``cnn``).
     """
 
-    def __init__(self, observation_space: gym.spaces.Dict, cnn: str = "nature", cnn_features_dim: int | None = None) -> None:
+    def __init__(
+        self, observation_space: gym.spaces.Dict, cnn: str = "nature", cnn_features_dim: int | None = None
+    ) -> None:
         if not isinstance(observation_space, gym.spaces.Dict):
             raise ValueError(f"PixelsViewpointExtractor needs a Dict observation space, got {observation_space}")
         if cnn not in CNN_FEATURES:

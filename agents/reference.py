@@ -25,7 +25,14 @@ DEFAULT_EVAL_SEED = 1_000_000
 DEFAULT_EVAL_EPISODES = 30
 #: Env options that change only what is seen, not the task: dropped when measuring the reference.
 VISUAL_KWARGS: tuple[str, ...] = (
-    "camera", "size", "channel_order", "domain", "render_mode", "render_size", "obs", "target_marker",
+    "camera",
+    "size",
+    "channel_order",
+    "domain",
+    "render_mode",
+    "render_size",
+    "obs",
+    "target_marker",
 )
 
 
@@ -60,8 +67,8 @@ class ReferenceScores:
     def __post_init__(self) -> None:
         if not self.expert_return > self.zero_return:
             raise ValueError(
-                f"the expert's return ({self.expert_return:.4g}) must exceed the zero-action return ({self.zero_return:.4g}) "
-                "for normalised scores to mean anything"
+                f"the expert's return ({self.expert_return:.4g}) must exceed the zero-action return "
+                f"({self.zero_return:.4g}) for normalised scores to mean anything"
             )
 
     @property

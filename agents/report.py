@@ -48,13 +48,27 @@ ARM_DESCRIPTIONS: dict[str, str] = {
 }
 #: Fixed colours of the built-in arms (colour-blind palette); others take the rest in order.
 ARM_COLOURS: dict[str, str] = {
-    "repr": "#0173b2", "pixels": "#de8f05", "state": "#029e73", "repr-untrained": "#949494",
-    "pixels+viewpoint": "#d55e00", "repr-niso": "#cc78bc",
+    "repr": "#0173b2",
+    "pixels": "#de8f05",
+    "state": "#029e73",
+    "repr-untrained": "#949494",
+    "pixels+viewpoint": "#d55e00",
+    "repr-niso": "#cc78bc",
 }
 _SPARE_COLOURS = ("#ca9161", "#fbafe4", "#56b4e9", "#ece133", "#000000")
 CSV_COLUMNS: tuple[str, ...] = (
-    "run", "arm", "obs", "seed", "timesteps", "mean_return", "normalised_return", "std_return", "success_rate", "mean_length",
-    "episodes", "returns",
+    "run",
+    "arm",
+    "obs",
+    "seed",
+    "timesteps",
+    "mean_return",
+    "normalised_return",
+    "std_return",
+    "success_rate",
+    "mean_length",
+    "episodes",
+    "returns",
 )
 NO_CLAIM = f"n < {MIN_RUNS} runs: no aggregate claim"
 NO_DIFFERENCE = "no significant difference at this budget"
@@ -434,7 +448,10 @@ def steps_sentence(cmp: Comparison, v: PairVerdict) -> str:
         win, lose = (x, y) if v.steps == "x" else (y, x)
         return f"{win} reached {cmp.threshold:g} in fewer env steps than {lose} ({numbers}; CIs disjoint)."
     if not any(math.isfinite(s) for s in (*sx, *sy)):
-        return f"Neither {x} nor {y} stayed >= {cmp.threshold:g} within {steps_label(cmp.budget)} env steps: {NO_DIFFERENCE}."
+        return (
+            f"Neither {x} nor {y} stayed >= {cmp.threshold:g} within {steps_label(cmp.budget)} env steps: "
+            f"{NO_DIFFERENCE}."
+        )
     return f"{x} vs {y}: {NO_DIFFERENCE} in env steps to {cmp.threshold:g} (CIs overlap: {numbers})."
 
 
@@ -446,9 +463,11 @@ def answer(cmp: Comparison) -> str:
         ep_text += " (count not recorded)"
     run_eps = sorted({r.eval_episodes for rs in cmp.runs.values() for r in rs if r.eval_episodes is not None})
     parts = [
-        f"Normalised score: 1 = the scripted expert's mean return ({cmp.expert_return:.4g}), 0 = the zero-action policy's "
-        f"({cmp.zero_return:.4g}), both {ep_text}"
-        + (f"; each agent evaluation point is the mean of {', '.join(map(str, run_eps))} episodes." if run_eps else "."),
+        f"Normalised score: 1 = the scripted expert's mean return ({cmp.expert_return:.4g}), 0 = the zero-action "
+        f"policy's ({cmp.zero_return:.4g}), both {ep_text}"
+        + (
+            f"; each agent evaluation point is the mean of {', '.join(map(str, run_eps))} episodes." if run_eps else "."
+        ),
     ]
     seeds = {a: [r.seed for r in cmp.runs[a]] for a in cmp.arms}
     if len({tuple(sorted(s)) for s in seeds.values()}) == 1:
@@ -456,8 +475,8 @@ def answer(cmp: Comparison) -> str:
     else:
         seed_text = "seeds " + "; ".join(f"{a}: {_seeds_text(s)}" for a, s in seeds.items())
     parts.append(
-        f"Budget: {steps_label(cmp.budget)} env steps per run; {seed_text}; 95% CIs from {cmp.reps} stratified bootstrap "
-        f"resamples (seed {cmp.seed}); headline = env steps until the IQM curve stays >= {cmp.threshold:g}."
+        f"Budget: {steps_label(cmp.budget)} env steps per run; {seed_text}; 95% CIs from {cmp.reps} stratified "
+        f"bootstrap resamples (seed {cmp.seed}); headline = env steps until the IQM curve stays >= {cmp.threshold:g}."
     )
     small = [a for a in cmp.arms if cmp.underpowered[a]]
     if small:
@@ -465,8 +484,8 @@ def answer(cmp: Comparison) -> str:
             f"{a} {sum(math.isfinite(v) for v in cmp.run_steps_to_threshold[a])}/{len(cmp.runs[a])}" for a in small
         )
         parts.append(
-            f"{', '.join(small)}: {NO_CLAIM}; descriptively, runs whose own curve stays >= {cmp.threshold:g} within the "
-            f"budget: {counts} (per-run values below)."
+            f"{', '.join(small)}: {NO_CLAIM}; descriptively, runs whose own curve stays >= {cmp.threshold:g} within "
+            f"the budget: {counts} (per-run values below)."
         )
     keys = headline_pairs(cmp) or [f"{x},{y}" for x, y in cmp.pairs]
     for k in keys:
@@ -489,7 +508,9 @@ def answer(cmp: Comparison) -> str:
         elif keys:
             parts.append("No headline comparison can be claimed at this number of runs.")
     if "state" in powered:
-        parts.append(f"State agent: env steps to {cmp.threshold:g} {steps_ci_text(cmp.steps_to_threshold['state'], cmp.budget)}.")
+        parts.append(
+            f"State agent: env steps to {cmp.threshold:g} {steps_ci_text(cmp.steps_to_threshold['state'], cmp.budget)}."
+        )
     return " ".join(p for p in parts if p)
 
 
@@ -522,25 +543,46 @@ def build_blocks(cmp: Comparison, setup: dict[str, Any], plots: dict[str, Path],
         b.append(Block("list", items=[f"Caveat: {x}" for x in cmp.notes]))
 
     b.append(Block("h2", "Arms"))
-    b.append(Block("table", header=["arm", "what the agent sees", "obs mode", "runs", "seeds"], rows=[
-        [a, ARM_DESCRIPTIONS.get(a, a), ", ".join(sorted({r.obs for r in cmp.runs[a]})), str(n[a]),
-         _seeds_text([r.seed for r in cmp.runs[a]])]
-        for a in cmp.arms
-    ]))
+    b.append(
+        Block(
+            "table",
+            header=["arm", "what the agent sees", "obs mode", "runs", "seeds"],
+            rows=[
+                [
+                    a,
+                    ARM_DESCRIPTIONS.get(a, a),
+                    ", ".join(sorted({r.obs for r in cmp.runs[a]})),
+                    str(n[a]),
+                    _seeds_text([r.seed for r in cmp.runs[a]]),
+                ]
+                for a in cmp.arms
+            ],
+        )
+    )
 
     b.append(Block("h2", f"Env steps to normalised score {cmp.threshold:g}"))
-    b.append(Block("p", (
-        f"Steps = the first evaluation after which the arm's IQM curve (over runs) stays >= {cmp.threshold:g} at every later "
-        f"evaluation, not the first noisy crossing. 95% CI: stratified bootstrap over whole runs ({cmp.reps} resamples); "
-        f"'> {steps_label(budget)}' = not within the budget of {steps_label(budget)} env steps."
-    )))
+    b.append(
+        Block(
+            "p",
+            (
+                f"Steps = the first evaluation after which the arm's IQM curve (over runs) stays >= {cmp.threshold:g} "
+                "at every later evaluation, not the first noisy crossing. 95% CI: stratified bootstrap over whole runs "
+                f"({cmp.reps} resamples); '> {steps_label(budget)}' = not within the budget of {steps_label(budget)} "
+                "env steps."
+            ),
+        )
+    )
     rows = []
     for a in cmp.arms:
         per_run = ", ".join(_steps_text(v, budget) for v in cmp.run_steps_to_threshold[a])
         reached = sum(math.isfinite(v) for v in cmp.run_steps_to_threshold[a])
         est = NO_CLAIM if cmp.underpowered[a] else steps_ci_text(cmp.steps_to_threshold[a], budget)
         rows.append([a, str(n[a]), est, f"{reached}/{n[a]}", per_run])
-    b.append(Block("table", header=["arm", "runs", "steps (IQM curve) [95% CI]", "runs that stay above", "per run"], rows=rows))
+    b.append(
+        Block(
+            "table", header=["arm", "runs", "steps (IQM curve) [95% CI]", "runs that stay above", "per run"], rows=rows
+        )
+    )
     if cmp.steps_ratio:
         rows = []
         for a, r in cmp.steps_ratio.items():
@@ -548,49 +590,80 @@ def build_blocks(cmp: Comparison, setup: dict[str, Any], plots: dict[str, Path],
                 rows.append([f"pixels / {a}", NO_CLAIM, ""])
             else:
                 rows.append([f"pixels / {a}", ratio_text(r), ratio_vs_headline(r)])
-        b.append(Block("p", (
-            "Ratio of env steps to the threshold, pixels over each representation arm (both arms resampled independently). "
-            "A bound ('> x') appears where pixels did not stay above within the budget; 'unbounded' where some resamples "
-            f"never did. The study's headline asks whether it is >= {HEADLINE_RATIO:g}x."
-        )))
+        b.append(
+            Block(
+                "p",
+                (
+                    "Ratio of env steps to the threshold, pixels over each representation arm (both arms resampled "
+                    "independently). A bound ('> x') appears where pixels did not stay above within the budget; "
+                    "'unbounded' where some resamples never did. The study's headline asks whether it is >= "
+                    f"{HEADLINE_RATIO:g}x."
+                ),
+            )
+        )
         b.append(Block("table", header=["ratio", "estimate [95% CI]", f"vs {HEADLINE_RATIO:g}x"], rows=rows))
     b.append(Block("image", "Env steps to the threshold", path=plots["steps"]))
 
     b.append(Block("h2", "Sample efficiency"))
-    b.append(Block("p", (
-        "Normalised evaluation score (deterministic policy on the fixed evaluation episodes) vs env steps: IQM over runs with "
-        f"95% CI bands (arms with >= {MIN_RUNS} runs); thin lines are single runs; dashed: the threshold; dotted: the expert."
-    )))
+    b.append(
+        Block(
+            "p",
+            (
+                "Normalised evaluation score (deterministic policy on the fixed evaluation episodes) vs env steps: IQM "
+                f"over runs with 95% CI bands (arms with >= {MIN_RUNS} runs); thin lines are single runs; dashed: the "
+                "threshold; dotted: the expert."
+            ),
+        )
+    )
     b.append(Block("image", "Sample-efficiency curves", path=plots["curves"]))
 
     b.append(Block("h2", "Final performance"))
     rows = [[a, str(n[a])] + _aggregate_cells(cmp, a) + [_runs_text(cmp.normalised_final[a])] for a in cmp.arms]
     header = ["arm", "runs", "IQM return [95% CI]"] + [f"{k} (normalised)" for k in METRICS] + ["per run (normalised)"]
     b.append(Block("table", header=header, rows=rows))
-    b.append(Block("p", (
-        f"Normalised score: (return - {cmp.zero_return:.4g}) / ({cmp.expert_return:.4g} - {cmp.zero_return:.4g}); "
-        "0 = zero-action "
-        "policy, 1 = scripted expert. Optimality gap = mean shortfall below the expert (lower is better). Median over runs."
-    )))
+    b.append(
+        Block(
+            "p",
+            (
+                f"Normalised score: (return - {cmp.zero_return:.4g}) / ({cmp.expert_return:.4g} - "
+                f"{cmp.zero_return:.4g}); 0 = zero-action policy, 1 = scripted expert. Optimality gap = mean shortfall "
+                "below the expert (lower is better). Median over runs."
+            ),
+        )
+    )
     if "aggregates" in plots:
         b.append(Block("image", "Aggregate metrics of normalised final scores", path=plots["aggregates"]))
     b.append(Block("image", "Performance profiles of normalised final scores", path=plots["profiles"]))
 
     if cmp.pairs:
         b.append(Block("h2", "Comparisons"))
-        b.append(Block("p", (
-            "'X beats Y' only when the final-IQM CIs are disjoint and the CI of P(X > Y) (a random run of X scores above one "
-            f"of Y) excludes 0.5; otherwise '{NO_DIFFERENCE}'. Faster only when the steps CIs are disjoint."
-        )))
+        b.append(
+            Block(
+                "p",
+                (
+                    "'X beats Y' only when the final-IQM CIs are disjoint and the CI of P(X > Y) (a random run of X "
+                    f"scores above one of Y) excludes 0.5; otherwise '{NO_DIFFERENCE}'. Faster only when the steps CIs "
+                    "are disjoint."
+                ),
+            )
+        )
         rows = []
         for x, y in cmp.pairs:
             k, v = f"{x},{y}", cmp.verdicts[f"{x},{y}"]
             if v.final == "underpowered":
                 rows.append([f"{x} > {y}", NO_CLAIM, NO_CLAIM, NO_CLAIM])
             else:
-                rows.append([f"{x} > {y}", _ci_text(cmp.improvement[k], 2), _short_verdict(v, v.final, "beats"),
-                             _short_verdict(v, v.steps, f"reached {cmp.threshold:g} in fewer env steps than")])
-        b.append(Block("table", header=["P(X > Y)", "estimate [95% CI]", "final normalised score", "env steps"], rows=rows))
+                rows.append(
+                    [
+                        f"{x} > {y}",
+                        _ci_text(cmp.improvement[k], 2),
+                        _short_verdict(v, v.final, "beats"),
+                        _short_verdict(v, v.steps, f"reached {cmp.threshold:g} in fewer env steps than"),
+                    ]
+                )
+        b.append(
+            Block("table", header=["P(X > Y)", "estimate [95% CI]", "final normalised score", "env steps"], rows=rows)
+        )
         if "improvement" in plots:
             b.append(Block("image", "Probability of improvement", path=plots["improvement"]))
 
@@ -598,10 +671,18 @@ def build_blocks(cmp: Comparison, setup: dict[str, Any], plots: dict[str, Path],
     rows = []
     for a in cmp.arms:
         for r, fin, nf in zip(cmp.runs[a], cmp.final[a], cmp.normalised_final[a], strict=True):
-            rows.append([
-                r.name, a, str(r.seed), _fmt(fin, 4), _fmt(nf, 3), str(int(r.timesteps[-1])),
-                _fmt(r.done.get("steps_per_s", float("nan")), 4), _fmt(r.done.get("wall_s", float("nan")), 4),
-            ])
+            rows.append(
+                [
+                    r.name,
+                    a,
+                    str(r.seed),
+                    _fmt(fin, 4),
+                    _fmt(nf, 3),
+                    str(int(r.timesteps[-1])),
+                    _fmt(r.done.get("steps_per_s", float("nan")), 4),
+                    _fmt(r.done.get("wall_s", float("nan")), 4),
+                ]
+            )
     header = ["run", "arm", "seed", "final return", "normalised", "env steps", "steps/s", "wall s"]
     b.append(Block("table", header=header, rows=rows))
 
@@ -613,11 +694,17 @@ def build_blocks(cmp: Comparison, setup: dict[str, Any], plots: dict[str, Path],
         ["reference", cmp.reference_source],
     ]
     b.append(Block("table", header=["setting", "value"], rows=ref_rows + [[k, str(v)] for k, v in setup.items()]))
-    b.append(Block("list", items=[
-        "Every evaluation of every run: evaluations.csv; every number above: summary.json; the reference: reference.json.",
-        f"TensorBoard: tensorboard --logdir {out / 'runs'}",
-        f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')}.",
-    ]))
+    b.append(
+        Block(
+            "list",
+            items=[
+                "Every evaluation of every run: evaluations.csv; every number above: summary.json; the reference: "
+                "reference.json.",
+                f"TensorBoard: tensorboard --logdir {out / 'runs'}",
+                f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')}.",
+            ],
+        )
+    )
     return b
 
 
@@ -652,26 +739,40 @@ def summary_dict(cmp: Comparison, setup: dict[str, Any]) -> dict[str, Any]:
         "steps_to_threshold": {a: [_num(v) for v in t] for a, t in cmp.steps_to_threshold.items()},
         "run_steps_to_threshold": {a: [_num(v) for v in t] for a, t in cmp.run_steps_to_threshold.items()},
         "steps_ratio_pixels_over": {
-            a: {"point": [_num(v) for v in r.point], "ci": [_num(v) for v in r.ci],
-                "underpowered": cmp.underpowered[a] or cmp.underpowered["pixels"]}
+            a: {
+                "point": [_num(v) for v in r.point],
+                "ci": [_num(v) for v in r.ci],
+                "underpowered": cmp.underpowered[a] or cmp.underpowered["pixels"],
+            }
             for a, r in cmp.steps_ratio.items()
         },
         "final_return_iqm": {a: list(t) for a, t in cmp.final_iqm.items()},
         "aggregates_normalised": {
-            a: {**{k: list(v) for k, v in g.items()}, "underpowered": cmp.underpowered[a]} for a, g in cmp.aggregates.items()
+            a: {**{k: list(v) for k, v in g.items()}, "underpowered": cmp.underpowered[a]}
+            for a, g in cmp.aggregates.items()
         },
         "probability_of_improvement": {k: list(v) for k, v in cmp.improvement.items()},
         "verdicts": {
-            k: {"final": v.final, "steps": v.steps, "final_text": final_sentence(cmp, v), "steps_text": steps_sentence(cmp, v)}
+            k: {
+                "final": v.final,
+                "steps": v.steps,
+                "final_text": final_sentence(cmp, v),
+                "steps_text": steps_sentence(cmp, v),
+            }
             for k, v in cmp.verdicts.items()
         },
         "performance_profile": {
             "tau": cmp.profile_taus.tolist(),
-            **{a: {"point": p.tolist(), "low": lo.tolist(), "high": hi.tolist()} for a, (p, lo, hi) in cmp.profiles.items()},
+            **{
+                a: {"point": p.tolist(), "low": lo.tolist(), "high": hi.tolist()}
+                for a, (p, lo, hi) in cmp.profiles.items()
+            },
         },
         "runs": {
-            a: [{"name": r.name, "seed": r.seed, "obs": r.obs, "final_return": float(f), "normalised_final": float(nf)}
-                for r, f, nf in zip(cmp.runs[a], cmp.final[a], cmp.normalised_final[a], strict=True)]
+            a: [
+                {"name": r.name, "seed": r.seed, "obs": r.obs, "final_return": float(f), "normalised_final": float(nf)}
+                for r, f, nf in zip(cmp.runs[a], cmp.final[a], cmp.normalised_final[a], strict=True)
+            ]
             for a in cmp.arms
         },
         "notes": cmp.notes,
@@ -689,10 +790,14 @@ def write_evaluations_csv(cmp: Comparison, path: Path) -> Path:
                 with open(src, newline="", encoding="utf-8") as f:
                     evals = list(csv.DictReader(f))
             else:  # a run built in memory: its recorded numbers only
-                evals = [{"timesteps": int(t), "mean_return": float(v)} for t, v in zip(r.timesteps, r.returns, strict=True)]
+                evals = [
+                    {"timesteps": int(t), "mean_return": float(v)} for t, v in zip(r.timesteps, r.returns, strict=True)
+                ]
             for row in evals:
                 norm = (float(row["mean_return"]) - cmp.zero_return) / scale
-                rows.append({**row, "run": r.name, "arm": a, "obs": r.obs, "seed": r.seed, "normalised_return": f"{norm:.6g}"})
+                rows.append(
+                    {**row, "run": r.name, "arm": a, "obs": r.obs, "seed": r.seed, "normalised_return": f"{norm:.6g}"}
+                )
     write_csv_atomic(path, CSV_COLUMNS, rows)
     return path
 
@@ -725,5 +830,7 @@ def write_report(cmp: Comparison, out: str | Path, setup: dict[str, Any]) -> dic
     write_text_atomic(out / "report.md", render_markdown(blocks, out))
     title = f"Which observations learn faster: {setup.get('env_id', '')}"
     write_text_atomic(out / "report.html", render_html(blocks, title))
-    files.update({"markdown": out / "report.md", "html": out / "report.html", **{f"plot_{k}": v for k, v in plots.items()}})
+    files.update(
+        {"markdown": out / "report.md", "html": out / "report.html", **{f"plot_{k}": v for k, v in plots.items()}}
+    )
     return files

@@ -461,6 +461,7 @@ def _check_reference(reference: Any) -> tuple[float, float, str, int | None]:
     seeds = getattr(reference, "seeds", None) or getattr(reference, "expert_returns", None)
     return expert, zero, str(getattr(reference, "source", "reference")), (len(seeds) if seeds else None)
 
+
 def _final_statistics(
     normalised_final: dict[str, np.ndarray], zero: float, scale: float, reps: int, seed: int
 ) -> tuple[dict, dict, np.ndarray, dict]:
@@ -497,10 +498,17 @@ def _curve_statistics(
     curve_iqm, steps_to_threshold = {}, {}
     for a, c in curves.items():
         pt, ci = interval_estimates(
-            {a: _run_indices(len(c))}, lambda ix, c=c: curve_stats(c[_rows(ix)]), reps, random_state_for(seed, "curve", a)
+            {a: _run_indices(len(c))},
+            lambda ix, c=c: curve_stats(c[_rows(ix)]),
+            reps,
+            random_state_for(seed, "curve", a),
         )
         curve_iqm[a] = (pt[a][:-1], ci[a][0, :-1], ci[a][1, :-1])
-        steps_to_threshold[a] = (_decode(pt[a][-1], budget), _decode(ci[a][0, -1], budget), _decode(ci[a][1, -1], budget))
+        steps_to_threshold[a] = (
+            _decode(pt[a][-1], budget),
+            _decode(ci[a][0, -1], budget),
+            _decode(ci[a][1, -1], budget),
+        )
     return curve_iqm, steps_to_threshold
 
 
@@ -546,7 +554,6 @@ def _steps_ratios(
     return steps_ratio
 
 
-
 def compare_runs(
     runs: list[RunRecord],
     reference: Reference | Any,
@@ -579,7 +586,9 @@ def compare_runs(
     ends = sorted({float(r.timesteps[-1]) for r in runs})
     budget = ends[0]
     if len(ends) > 1:
-        notes.append(f"runs ended at different env steps ({', '.join(f'{e:g}' for e in ends)}): all are compared at {budget:g}")
+        notes.append(
+            f"runs ended at different env steps ({', '.join(f'{e:g}' for e in ends)}): all are compared at {budget:g}"
+        )
     grid = np.unique(np.concatenate([r.timesteps for r in runs])).astype(np.float64)
     grid = grid[grid <= budget]
     if grid.size == 0 or grid[0] != 0:
@@ -604,8 +613,14 @@ def compare_runs(
 
     verdicts = {
         f"{x},{y}": pair_verdict(
-            x, y, aggregates[x]["IQM"], aggregates[y]["IQM"], improvement[f"{x},{y}"],
-            steps_to_threshold[x], steps_to_threshold[y], underpowered[x] or underpowered[y],
+            x,
+            y,
+            aggregates[x]["IQM"],
+            aggregates[y]["IQM"],
+            improvement[f"{x},{y}"],
+            steps_to_threshold[x],
+            steps_to_threshold[y],
+            underpowered[x] or underpowered[y],
         )
         for x, y in pairs
     }

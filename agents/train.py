@@ -117,15 +117,16 @@ def check_replay_memory(
     gb = 1024**3
     avail_txt = "unknown" if avail is None else f"{avail / gb:.2f} GiB"
     log(
-        f"replay buffer: {buffer_size:,} transitions x {need / max(buffer_size, 1) / 1024:.1f} KiB = {need / gb:.2f} GiB "
-        f"(optimize_memory_usage={optimize_memory_usage}; available RAM {avail_txt})"
+        f"replay buffer: {buffer_size:,} transitions x {need / max(buffer_size, 1) / 1024:.1f} KiB = {need / gb:.2f} "
+        f"GiB (optimize_memory_usage={optimize_memory_usage}; available RAM {avail_txt})"
     )
     if avail is not None and need > memory_fraction * avail:
         hint = (
             ""
             if optimize_memory_usage
-            else ", or set optimize_memory_usage=True (SB3 needs replay_buffer_kwargs={'handle_timeout_termination': False}, "
-            "which learns time-limit truncations as terminal states: the other obs modes would no longer be comparable)"
+            else ", or set optimize_memory_usage=True (SB3 needs "
+            "replay_buffer_kwargs={'handle_timeout_termination': False}, which learns time-limit truncations as "
+            "terminal states: the other obs modes would no longer be comparable)"
         )
         raise ReplayMemoryError(
             f"the replay buffer needs {need / gb:.2f} GiB but only {memory_fraction:.0%} of the available "
@@ -167,12 +168,28 @@ def _image_size(space: spaces.Space) -> int | None:
 #: The final model is saved here first, then renamed to ``model.zip``.
 _MODEL_TMP = "model.tmp.zip"
 _RUN_FILES = (
-    EVALUATIONS_FILE, PROGRESS_FILE, MODEL_FILE, _MODEL_TMP, VECNORMALIZE_FILE, DONE_FILE, RUN_FILE, CONFIG_FILE, LOG_FILE,
+    EVALUATIONS_FILE,
+    PROGRESS_FILE,
+    MODEL_FILE,
+    _MODEL_TMP,
+    VECNORMALIZE_FILE,
+    DONE_FILE,
+    RUN_FILE,
+    CONFIG_FILE,
+    LOG_FILE,
 )
 _RUN_DIRS = ("tb", CHECKPOINT_DIR, "eval")
 #: Config fields that may differ when a run resumes (how it runs, not what it computes).
 RESUME_IGNORED_FIELDS: tuple[str, ...] = (
-    "out", "overwrite", "progress", "threads", "device", "resume", "memory_fraction", "vec_env", "save_replay_buffer",
+    "out",
+    "overwrite",
+    "progress",
+    "threads",
+    "device",
+    "resume",
+    "memory_fraction",
+    "vec_env",
+    "save_replay_buffer",
 )
 
 
@@ -188,7 +205,9 @@ def _prepare_run_dir(out: Path) -> None:
     if entries and not entries & {PROGRESS_FILE, EVALUATIONS_FILE, DONE_FILE}:
         foreign = entries - set(_RUN_FILES) - set(_RUN_DIRS)
         if foreign or (out / CONFIG_FILE).is_file() and "algo" not in read_json(out / CONFIG_FILE):
-            raise ValueError(f"--out {out} is a non-empty directory that does not hold an agent run; choose another --out")
+            raise ValueError(
+                f"--out {out} is a non-empty directory that does not hold an agent run; choose another --out"
+            )
     for name in _RUN_FILES:
         if name != LOG_FILE:  # the log is opened by the parent process of a compare run
             (out / name).unlink(missing_ok=True)
@@ -265,9 +284,13 @@ def train_agent(config: TrainConfig, log: Any = print) -> dict[str, Any]:
         from agents.env_stack import add_normalization
 
         env = add_normalization(env, config.obs, config.normalize, config.normalize_reward, gamma)
-        eval_env = add_normalization(eval_env, config.obs, config.normalize, config.normalize_reward, gamma, evaluation=True)
+        eval_env = add_normalization(
+            eval_env, config.obs, config.normalize, config.normalize_reward, gamma, evaluation=True
+        )
         _write_run_files(out, resolved, defaults.policy, hp, encoder, str(device), env, ckpt)
-        return _learn(config, out, env, eval_env, defaults.policy, hp, device, train_seed, resolved.eval_freq, ckpt, log)
+        return _learn(
+            config, out, env, eval_env, defaults.policy, hp, device, train_seed, resolved.eval_freq, ckpt, log
+        )
     finally:
         env.close()
         eval_env.close()
@@ -283,7 +306,8 @@ def _checkpoint_to_resume(config: TrainConfig, resolved: TrainConfig, out: Path)
     if diffs:
         raise ValueError(
             f"--out {out} holds an unfinished run (checkpoint at step {ckpt.step}) with other settings: "
-            + "; ".join(diffs) + ". Rerun with the same settings to resume it, or pass --overwrite (or --no-resume) "
+            + "; ".join(diffs)
+            + ". Rerun with the same settings to resume it, or pass --overwrite (or --no-resume) "
             "to start again from scratch"
         )
     return ckpt
@@ -334,8 +358,17 @@ def _hyperparams_for(config: TrainConfig, env: Any, log: Any) -> tuple[AgentDefa
 
 
 def _learn(
-    config: TrainConfig, out: Path, env: Any, eval_env: Any, policy: str, hp: dict[str, Any], device: Any,
-    train_seed: int, eval_freq: int, ckpt: Checkpoint | None, log: Any,
+    config: TrainConfig,
+    out: Path,
+    env: Any,
+    eval_env: Any,
+    policy: str,
+    hp: dict[str, Any],
+    device: Any,
+    train_seed: int,
+    eval_freq: int,
+    ckpt: Checkpoint | None,
+    log: Any,
 ) -> dict[str, Any]:
     """Build (or resume) the SB3 model, learn with fixed-seed evaluations and checkpoints, write
     the final model and ``done.json``; returns the done record."""
@@ -376,7 +409,9 @@ def _learn(
         log(f"checkpoint at step {c.step}: {c.path}")
 
     callbacks = [
-        ProgressCallback(config.steps, out, show=config.progress, desc=f"{config.algo}/{config.arm_name} seed {config.seed}"),
+        ProgressCallback(
+            config.steps, out, show=config.progress, desc=f"{config.algo}/{config.arm_name} seed {config.seed}"
+        ),
         FixedSeedEvalCallback(eval_env, seeds, eval_freq, recorder),
     ]
     if config.checkpoint_freq > 0:
@@ -384,7 +419,10 @@ def _learn(
     remaining = config.steps - start_steps
     if remaining > 0:
         model.learn(
-            total_timesteps=remaining, callback=CallbackList(callbacks), tb_log_name=tb_name, reset_num_timesteps=ckpt is None
+            total_timesteps=remaining,
+            callback=CallbackList(callbacks),
+            tb_log_name=tb_name,
+            reset_num_timesteps=ckpt is None,
         )
     train_s = time.monotonic() - t0
     # A final evaluation, unless a periodic one fell within half an interval of the end (on-policy
@@ -418,7 +456,9 @@ def _resolve(config: TrainConfig) -> TrainConfig:
     n_envs = config.n_envs or defaults_for(config.algo, config.obs).n_envs
     eval_freq = max(n_envs, (config.eval_freq // n_envs) * n_envs)
     vec_env = resolve_vec_env(config.vec_env, config.obs, n_envs)
-    return replace(config, arm=config.arm_name, n_envs=n_envs, eval_freq=eval_freq, env_kwargs=env_kwargs, vec_env=vec_env)
+    return replace(
+        config, arm=config.arm_name, n_envs=n_envs, eval_freq=eval_freq, env_kwargs=env_kwargs, vec_env=vec_env
+    )
 
 
 def _write_run_files(
@@ -427,7 +467,9 @@ def _write_run_files(
     """``config.json`` (a fresh run only: a resumed run keeps its own) and ``run.json``
     (versions, seed, encoder checksum, spaces, the checkpoint resumed from)."""
     if ckpt is None:
-        write_json_atomic(out / CONFIG_FILE, {**resolved.to_dict(), "policy": policy, "resolved_hyperparams": json_safe(hp)})
+        write_json_atomic(
+            out / CONFIG_FILE, {**resolved.to_dict(), "policy": policy, "resolved_hyperparams": json_safe(hp)}
+        )
     write_run_metadata(
         out,
         json_safe(resolved.to_dict()),
@@ -479,8 +521,16 @@ def _encoder_metadata(path: str, encoder: Any) -> dict[str, Any]:
 
 
 def _build_or_resume(
-    algo_cls: Any, policy: str, env: Any, hp: dict[str, Any], config: TrainConfig, device: Any,
-    tb_dir: Path, tb_name: str, ckpt: Any, log: Any,
+    algo_cls: Any,
+    policy: str,
+    env: Any,
+    hp: dict[str, Any],
+    config: TrainConfig,
+    device: Any,
+    tb_dir: Path,
+    tb_name: str,
+    ckpt: Any,
+    log: Any,
 ) -> tuple[Any, tuple[int, ...]]:
     """A fresh SB3 model, or the one of checkpoint ``ckpt`` (normalisation statistics, replay
     buffer and TensorBoard continued); returns ``(model, steps of the checkpoints resumed from)``."""
@@ -527,4 +577,3 @@ def parse_overrides(items: list[str] | None, what: str = "--hp") -> dict[str, An
         except json.JSONDecodeError:
             out[key.strip()] = raw
     return out
-

@@ -133,7 +133,8 @@ def check_input_space(
     """
     if not isinstance(encoder, FrozenEncoder):
         raise TypeError(
-            f"encoder must be a worldmodel.encoders.FrozenEncoder (see worldmodel.load_encoder), got {type(encoder).__name__}"
+            "encoder must be a worldmodel.encoders.FrozenEncoder (see worldmodel.load_encoder), got "
+            f"{type(encoder).__name__}"
         )
     if isinstance(space, spaces.Dict):
         if pixels_key not in space.spaces:
@@ -147,7 +148,9 @@ def check_input_space(
         size = _image_size(space, "observation")
         in_obs = False
     else:
-        raise ValueError(f"cannot encode observations of space {space}; expected an image Box or a Dict with {pixels_key!r}")
+        raise ValueError(
+            f"cannot encode observations of space {space}; expected an image Box or a Dict with {pixels_key!r}"
+        )
     if size != encoder.image_size:
         raise ValueError(
             f"the {encoder.name} encoder takes {encoder.image_size}x{encoder.image_size} images but the env "
@@ -262,7 +265,8 @@ class EncoderVecEnvWrapper(VecEnvWrapper):
         reset_infos = list(_innermost(self.venv).reset_infos)
         self.reset_infos = reset_infos
         pairs = [
-            self._core.split(_index_obs(obs, i), reset_infos[i] if i < len(reset_infos) else None) for i in range(self.num_envs)
+            self._core.split(_index_obs(obs, i), reset_infos[i] if i < len(reset_infos) else None)
+            for i in range(self.num_envs)
         ]
         frames, vps = [p[0] for p in pairs], [p[1] for p in pairs]
         self._core.history.clear()
@@ -366,7 +370,9 @@ class ViewpointVecEnvWrapper(VecEnvWrapper):
                 "make the env with obs='pixels+viewpoint'"
             )
         if tuple(space.spaces[viewpoint_key].shape) != (5,):
-            raise ValueError(f"observation[{viewpoint_key!r}] must be the 5-d viewpoint, got {space.spaces[viewpoint_key]}")
+            raise ValueError(
+                f"observation[{viewpoint_key!r}] must be the 5-d viewpoint, got {space.spaces[viewpoint_key]}"
+            )
         self.viewpoint_key = viewpoint_key
         new = dict(space.spaces)
         new[viewpoint_key] = spaces.Box(VIEWPOINT7_LOW, VIEWPOINT7_HIGH, dtype=np.float32)

@@ -75,7 +75,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"{env_id}  ({spec.entry_point})")
         print(f"    {doc[0] if doc else ''}")
         print(f"    action space: {env.action_space}")
-        print(f"    obs: {', '.join(OBS_MODES)} | camera: {', '.join(CAMERA_MODES)} | domain: {', '.join(DOMAIN_CHOICES)}")
+        print(
+            f"    obs: {', '.join(OBS_MODES)} | camera: {', '.join(CAMERA_MODES)} | domain: {', '.join(DOMAIN_CHOICES)}"
+        )
         env.close()
     return 0
 
@@ -98,7 +100,9 @@ def _save_png(image: np.ndarray, path: Path) -> None:
     Image.fromarray(image).save(path)
 
 
-def _rollout_frames(env_id: str, camera: str, size: int, steps: int, every: int, seed: int) -> tuple[list[np.ndarray], object]:
+def _rollout_frames(
+    env_id: str, camera: str, size: int, steps: int, every: int, seed: int
+) -> tuple[list[np.ndarray], object]:
     import gymnasium as gym
 
     env = gym.make(env_id, obs="pixels", camera=camera, size=size)
@@ -274,7 +278,10 @@ def _jaco_camera_stats(args: argparse.Namespace) -> int:
     for camera, size in tqdm(configs, desc="view stats", unit="config"):
         st = jaco_view_stats(env_id, camera=camera, size=size, episodes=episodes, seed=args.seed)
         rows.append({"env": env_id, "camera": camera, "size": size, **st.to_dict()})
-    print(f"{'camera':8} {'size':>4} {'frames':>6} {'arm clipped':>11} {'target visible':>14} {'target px':>9} {'arm px':>7}")
+    print(
+        f"{'camera':8} {'size':>4} {'frames':>6} {'arm clipped':>11} {'target visible':>14} {'target px':>9} "
+        f"{'arm px':>7}"
+    )
     for r in rows:
         print(
             f"{r['camera']:8} {r['size']:>4} {r['frames']:>6} {r['arm_clipped']:>11.1%} {r['target_visible']:>14.1%} "

@@ -40,7 +40,9 @@ class JacoReachExpert:
         if not isinstance(base, JacoReachEnv):
             raise TypeError(f"JacoReachExpert needs a JacoReach env, got {type(base).__name__}")
         if gain <= 0 or damping <= 0 or posture_gain < 0:
-            raise ValueError(f"gain and damping must be > 0 and posture_gain >= 0, got {gain}, {damping}, {posture_gain}")
+            raise ValueError(
+                f"gain and damping must be > 0 and posture_gain >= 0, got {gain}, {damping}, {posture_gain}"
+            )
         self.env = base
         self.gain, self.damping, self.posture_gain = float(gain), float(damping), float(posture_gain)
         self._jacp = np.zeros((3, base.model.nv))

@@ -100,9 +100,15 @@ def _room_xml() -> str:
     of the orbit sees over them.
     """
     h, z, t = ROOM_HALF_SIZE, ROOM_HEIGHT / 2, 0.02
-    walls = (("wall_px", h, 0.0, t, h), ("wall_nx", -h, 0.0, t, h), ("wall_py", 0.0, h, h, t), ("wall_ny", 0.0, -h, h, t))
+    walls = (
+        ("wall_px", h, 0.0, t, h),
+        ("wall_nx", -h, 0.0, t, h),
+        ("wall_py", 0.0, h, h, t),
+        ("wall_ny", 0.0, -h, h, t),
+    )
     return "".join(
-        f'<geom name="{n}" type="box" pos="{x} {y} {z}" size="{sx} {sy} {z}" material="wall" contype="0" conaffinity="0"/>'
+        f'<geom name="{n}" type="box" pos="{x} {y} {z}" size="{sx} {sy} {z}" material="wall" contype="0" '
+        'conaffinity="0"/>'
         for n, x, y, sx, sy in walls
     )
 
@@ -113,8 +119,8 @@ def _marker_xml() -> str:
     # stands, which one view of a floating sphere cannot tell (its depth along the ray).
     return (
         '<body name="target_marker" mocap="true" pos="0.4 0 0">'
-        f'<geom name="target_marker" type="cylinder" pos="0 0 0.002" size="{TARGET_RADIUS} 0.002" material="target_marker" '
-        'contype="0" conaffinity="0"/></body>'
+        f'<geom name="target_marker" type="cylinder" pos="0 0 0.002" size="{TARGET_RADIUS} 0.002" '
+        'material="target_marker" contype="0" conaffinity="0"/></body>'
     )
 
 
@@ -128,9 +134,7 @@ def jaco_xml(domain: Domain, room: bool = False, target_marker: bool = False) ->
     ``target_marker=True`` adds a disc on the floor under the target (:func:`place_target` moves both).
     """
     white = Domain(floor_rgb=(1.0, 1.0, 1.0))
-    floors = "".join(
-        floor_texture_xml(replace(white, floor_texture=t), name=_floor_material(t)) for t in TEXTURES
-    )
+    floors = "".join(floor_texture_xml(replace(white, floor_texture=t), name=_floor_material(t)) for t in TEXTURES)
     # Arm geoms: contype 0 / conaffinity 1 -> they touch the floor (contype 1) but not each other.
     arm = 'contype="0" conaffinity="1"'
     ghost = 'contype="0" conaffinity="0"'
@@ -206,10 +210,12 @@ def jaco_xml(domain: Domain, room: bool = False, target_marker: bool = False) ->
     {_marker_xml() if target_marker else ""}
   </worldbody>
   <actuator>
-    {"".join(
-        f'<velocity name="{j}" joint="{j}" kv="{kv}" ctrlrange="{-s} {s}"/>'
-        for j, s, kv in zip(JOINT_NAMES, MAX_JOINT_SPEED, [40, 40, 25, 8, 8, 4, 1, 1, 1])
-    )}
+    {
+        "".join(
+            f'<velocity name="{j}" joint="{j}" kv="{kv}" ctrlrange="{-s} {s}"/>'
+            for j, s, kv in zip(JOINT_NAMES, MAX_JOINT_SPEED, [40, 40, 25, 8, 8, 4, 1, 1, 1])
+        )
+    }
   </actuator>
 </mujoco>
 """
@@ -254,7 +260,12 @@ def apply_domain(model: mujoco.MjModel, domain: Domain, ids: JacoIds) -> None:
     Textured floors are tinted by the material colour, so a checker's second colour is
     ``0.8 * floor_rgb`` here (``envs.domain.floor_texture_xml`` bakes ``0.75 * rgb + 0.05``).
     """
-    colours = (("body", domain.body_rgb), ("accent", domain.accent_rgb), ("target", domain.target_rgb), ("wall", domain.wall_rgb))
+    colours = (
+        ("body", domain.body_rgb),
+        ("accent", domain.accent_rgb),
+        ("target", domain.target_rgb),
+        ("wall", domain.wall_rgb),
+    )
     if "target_marker" in ids.materials:
         colours += (("target_marker", tuple(MARKER_SHADE * c for c in domain.target_rgb)),)
     for key, rgb in colours:

@@ -139,8 +139,15 @@ class JacoReachV1Env(JacoReachEnv):
         self._state_dim = STATE_DIM_V1_FINGERS if self.fingers else STATE_DIM_V1
         self._speeds = np.array([ARM_SPEED] * 6 + [FINGER_SPEED] * 3, dtype=np.float64)
         super().__init__(
-            camera=camera, obs=obs, size=size, channel_order=channel_order, domain=domain,
-            render_mode=render_mode, render_size=render_size, episode_length=EPISODE_STEPS, reward_margin=REWARD_MARGIN,
+            camera=camera,
+            obs=obs,
+            size=size,
+            channel_order=channel_order,
+            domain=domain,
+            render_mode=render_mode,
+            render_size=render_size,
+            episode_length=EPISODE_STEPS,
+            reward_margin=REWARD_MARGIN,
             target_marker=target_marker,
         )
 
@@ -157,7 +164,9 @@ class JacoReachV1Env(JacoReachEnv):
         return rng.uniform(TARGET_BOX[:, 0], TARGET_BOX[:, 1])
 
     def _sample_qpos(self, rng: np.random.Generator) -> np.ndarray:
-        return sample_start_qpos(rng, self.model, self.data, self._ids, target=self.data.mocap_pos[self._ids.target_mocap])
+        return sample_start_qpos(
+            rng, self.model, self.data, self._ids, target=self.data.mocap_pos[self._ids.target_mocap]
+        )
 
     def _apply_action(self, action: np.ndarray) -> None:
         n = action.shape[0]

@@ -140,7 +140,8 @@ class MazeWorld:
     def _xml(self) -> str:
         n, h, b, H = self.n, self.half, BORDER, WALL_HEIGHT
         walls = "".join(
-            f'<geom name="wall{i}" type="box" size="0.5 0.5 {H / 2}" pos="0 0 {H / 2}" material="wall" group="{HIDDEN_GROUP}"/>'
+            f'<geom name="wall{i}" type="box" size="0.5 0.5 {H / 2}" pos="0 0 {H / 2}" material="wall" '
+            f'group="{HIDDEN_GROUP}"/>'
             for i in range(n * n)
         )
         o = h + b / 2
@@ -165,7 +166,8 @@ class MazeWorld:
     <texture name="wall_tiles" type="2d" builtin="flat" mark="edge" markrgb="0.55 0.55 0.55" rgb1="1 1 1" rgb2="1 1 1"
              width="32" height="32"/>
     <texture name="wall_checker" type="2d" builtin="checker" rgb1="1 1 1" rgb2="0.78 0.78 0.78" width="32" height="32"/>
-    <texture name="floor_checker" type="2d" builtin="checker" rgb1="1 1 1" rgb2="0.72 0.72 0.72" width="32" height="32"/>
+    <texture name="floor_checker" type="2d" builtin="checker" rgb1="1 1 1" rgb2="0.72 0.72 0.72"
+             width="32" height="32"/>
     <texture name="floor_grid" type="2d" builtin="flat" mark="edge" markrgb="0.5 0.5 0.5" rgb1="1 1 1" rgb2="1 1 1"
              width="32" height="32"/>
     <material name="wall" rgba="0.6 0.6 0.6 1" texrepeat="2 2" texuniform="true" specular="0.1"/>
@@ -181,8 +183,10 @@ class MazeWorld:
     <geom name="goal" type="sphere" size="{GOAL_RADIUS}" pos="0 0 {GOAL_HEIGHT}" rgba="0.9 0.15 0.15 1"/>
     {walls}{border}
     <body name="agent" mocap="true" pos="0 0 0">
-      <geom name="agent_body" type="cylinder" size="0.2 0.15" pos="0 0 0.15" rgba="0.15 0.35 0.9 1" group="{HIDDEN_GROUP}"/>
-      <geom name="agent_nose" type="box" size="0.08 0.05 0.05" pos="0.18 0 0.32" rgba="1 0.8 0 1" group="{HIDDEN_GROUP}"/>
+      <geom name="agent_body" type="cylinder" size="0.2 0.15" pos="0 0 0.15" rgba="0.15 0.35 0.9 1"
+            group="{HIDDEN_GROUP}"/>
+      <geom name="agent_nose" type="box" size="0.08 0.05 0.05" pos="0.18 0 0.32" rgba="1 0.8 0 1"
+            group="{HIDDEN_GROUP}"/>
     </body>
   </worldbody>
 </mujoco>"""
@@ -693,11 +697,13 @@ class MazeEnv(gym.Env):
         """The ``obs="state"`` vector (see the class docstring), float32 [14]."""
         gx, gy = self.world.to_grid(self._x, self._y)
         rays = [
-            self._geometry.ray_distance(gx, gy, self._heading + k * (2 * math.pi / N_RAYS), self.ray_range / CELL) * CELL
+            self._geometry.ray_distance(gx, gy, self._heading + k * (2 * math.pi / N_RAYS), self.ray_range / CELL)
+            * CELL
             for k in range(N_RAYS)
         ]
         return np.array(
-            [self._x, self._y, math.cos(self._heading), math.sin(self._heading), *self._goal_xy, *rays], dtype=np.float32
+            [self._x, self._y, math.cos(self._heading), math.sin(self._heading), *self._goal_xy, *rays],
+            dtype=np.float32,
         )
 
     # -- internals --------------------------------------------------------------------------

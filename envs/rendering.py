@@ -57,9 +57,7 @@ def import_mujoco():
     """
     backend = os.environ.get("MUJOCO_GL", "")
     if backend and backend.lower() not in (*GL_BACKENDS, "disable", "disabled", "off", "false", "0"):
-        raise RenderingUnavailableError(
-            f"invalid MUJOCO_GL={backend!r}; valid values: {', '.join(GL_BACKENDS)}"
-        )
+        raise RenderingUnavailableError(f"invalid MUJOCO_GL={backend!r}; valid values: {', '.join(GL_BACKENDS)}")
     try:
         import mujoco
     except (ImportError, AttributeError, RuntimeError, OSError) as err:

@@ -46,16 +46,22 @@ def time_training(env_id: str, obs: str, encoder, steps: int, n_envs: int, env_k
     from stable_baselines3.common.logger import Logger
 
     from agents.config import defaults_for
-    from agents.extractors import pixel_policy_kwargs
     from agents.env_stack import make_env
+    from agents.extractors import pixel_policy_kwargs
 
     d = defaults_for("ppo", obs)
     hp = dict(d.hyperparams)
     if obs == "pixels":
         hp["policy_kwargs"] = pixel_policy_kwargs(env_kwargs["size"])
     hp["n_steps"] = max(16, steps // (2 * n_envs))  # two rollouts + updates per timed run
-    env = make_env(env_id, obs=obs, encoder=encoder if obs == "repr" else None, n_envs=n_envs, seed=0,
-                   env_kwargs=env_kwargs if obs != "state" else {k: v for k, v in env_kwargs.items() if k != "size"})
+    env = make_env(
+        env_id,
+        obs=obs,
+        encoder=encoder if obs == "repr" else None,
+        n_envs=n_envs,
+        seed=0,
+        env_kwargs=env_kwargs if obs != "state" else {k: v for k, v in env_kwargs.items() if k != "size"},
+    )
     model = PPO(d.policy, env, seed=0, device="cpu", verbose=0, **hp)
     model.set_logger(Logger(None, []))  # timing only: no log files
     model.learn(hp["n_steps"] * n_envs)  # warm-up: renderer contexts, allocations
@@ -119,12 +125,24 @@ def main(argv: list[str] | None = None) -> int:
         enc_ms, step_ms = time_encoder_vs_env(args.env, enc, args.n_envs, env_kwargs)
     med = {m: statistics.median(v) for m, v in rates.items()}
     result = {
-        "env": args.env, "camera": args.camera, "size": args.size, "n_envs": args.n_envs, "steps": args.steps,
-        "repeats": args.repeats, "torch_threads": torch.get_num_threads(), "encoder_feature_dim": enc.feature_dim,
-        "steps_per_s_median": med, "steps_per_s_all": rates, "repr_over_pixels": med["repr"] / med["pixels"],
-        "encoder_forward_ms_per_batch": enc_ms, "vec_env_step_ms": step_ms,
+        "env": args.env,
+        "camera": args.camera,
+        "size": args.size,
+        "n_envs": args.n_envs,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "torch_threads": torch.get_num_threads(),
+        "encoder_feature_dim": enc.feature_dim,
+        "steps_per_s_median": med,
+        "steps_per_s_all": rates,
+        "repr_over_pixels": med["repr"] / med["pixels"],
+        "encoder_forward_ms_per_batch": enc_ms,
+        "vec_env_step_ms": step_ms,
     }
-    print(f"\nPPO training, {args.env} camera={args.camera} {args.size}px, n_envs={args.n_envs}, median of {args.repeats}:")
+    print(
+        f"\nPPO training, {args.env} camera={args.camera} {args.size}px, n_envs={args.n_envs}, median of "
+        f"{args.repeats}:"
+    )
     for m in ("state", "pixels", "repr"):
         print(f"  {m:6s} {med[m]:8.1f} env steps/s")
     print(f"  repr / pixels = {result['repr_over_pixels']:.2f} (target >= 0.8)")

@@ -61,8 +61,10 @@ def bench_crc(workdir: Path) -> None:
             pass
         speeds[check].append(size / (time.perf_counter() - t) / 1e6)
     plain = statistics.median(speeds[False])
-    print(f"iter_records, {size / 1e6:.0f} MB file, page cache warm: no CRC {plain:.0f} MB/s, "
-          f"CRC via {tfrecord.CRC32C_BACKEND} {statistics.median(speeds[True]):.0f} MB/s (medians of 3)")
+    print(
+        f"iter_records, {size / 1e6:.0f} MB file, page cache warm: no CRC {plain:.0f} MB/s, "
+        f"CRC via {tfrecord.CRC32C_BACKEND} {statistics.median(speeds[True]):.0f} MB/s (medians of 3)"
+    )
     path.unlink()
 
 
@@ -74,8 +76,14 @@ def bench_open(workdir: Path, scenes: int) -> None:
 
     root, views, size = workdir / "open_ds", 10, 64
     rng = np.random.default_rng(0)
-    records = (SceneRecord(rng.integers(0, 256, (views, size, size, 3), dtype=np.uint8),
-                           rng.normal(size=(views, 5)).astype(np.float32), {"index": i}) for i in range(scenes))
+    records = (
+        SceneRecord(
+            rng.integers(0, 256, (views, size, size, 3), dtype=np.uint8),
+            rng.normal(size=(views, 5)).astype(np.float32),
+            {"index": i},
+        )
+        for i in range(scenes)
+    )
     write_scenes(root, records, shard_size=default_shard_size(scenes, views, size), scenes=scenes)
     m = SceneDataset(root).manifest
     files = [root / e["path"] for s in m["shards"] for e in s["files"].values()]
@@ -101,9 +109,11 @@ def bench_open(workdir: Path, scenes: int) -> None:
                 times.append(time.perf_counter() - t)
             med[level] = statistics.median(times)
         where = "evicted from the page cache" if cold else "page cache warm"
-        print(f"open ({where}): size {med['size'] * 1e3:.0f} ms, sample {med['sample'] * 1e3:.0f} ms, "
-              f"full {med['full'] * 1e3:.0f} ms; sample/size {med['sample'] / med['size']:.2f}x, "
-              f"full/sample {med['full'] / med['sample']:.1f}x")
+        print(
+            f"open ({where}): size {med['size'] * 1e3:.0f} ms, sample {med['sample'] * 1e3:.0f} ms, "
+            f"full {med['full'] * 1e3:.0f} ms; sample/size {med['sample'] / med['size']:.2f}x, "
+            f"full/sample {med['full'] / med['sample']:.1f}x"
+        )
 
 
 def main() -> None:

@@ -55,9 +55,12 @@ def known_answers(config, seed: int) -> None:
     )
 
     ds = SyntheticFactorDataset((3, 4, 5, 6))
-    reps = {"identity": identity_representation(ds), "mixed": rotated_representation(ds, mixing_rotation(4)),
-            "haar": rotated_representation(ds, random_rotation(4, np.random.default_rng(1))),
-            "constant": constant_representation(4)}
+    reps = {
+        "identity": identity_representation(ds),
+        "mixed": rotated_representation(ds, mixing_rotation(4)),
+        "haar": rotated_representation(ds, random_rotation(4, np.random.default_rng(1))),
+        "constant": constant_representation(4),
+    }
     for name, fn in reps.items():
         res = evaluate(ds, fn, seed=seed, config=config, progress=False)
         print(json.dumps({"representation": name, "scores": {n: round(v, 3) for n, v in res["scores"].items()}}))
@@ -97,13 +100,19 @@ def main() -> None:
             t0 = time.perf_counter()
             fn(obs)
             encode = 1024 / (time.perf_counter() - t0)
-            print(json.dumps({"setting": setting, "render_obs_per_s": round(render), "encode_obs_per_s": round(encode)}))
+            print(
+                json.dumps({"setting": setting, "render_obs_per_s": round(render), "encode_obs_per_s": round(encode)})
+            )
         t0 = time.perf_counter()
         res = evaluate(ds, fn, args.metrics, seed=args.seed, config=config, progress=False)
-        row = {"setting": setting, "preset": args.preset, "total_s": round(time.perf_counter() - t0, 2),
-               "sampling_s": None if res["sampling_seconds"] is None else round(res["sampling_seconds"], 2),
-               "seconds": {n: round(r["seconds"], 2) for n, r in res["metrics"].items()},
-               "scores": {n: round(v, 3) for n, v in res["scores"].items()}}
+        row = {
+            "setting": setting,
+            "preset": args.preset,
+            "total_s": round(time.perf_counter() - t0, 2),
+            "sampling_s": None if res["sampling_seconds"] is None else round(res["sampling_seconds"], 2),
+            "seconds": {n: round(r["seconds"], 2) for n, r in res["metrics"].items()},
+            "scores": {n: round(v, 3) for n, v in res["scores"].items()},
+        }
         print(json.dumps(row), flush=True)
 
 

@@ -75,17 +75,22 @@ def main(argv: list[str] | None = None) -> int:
     methods = {
         # one transform
         "1 transform: forward mode (jvp)": lambda: lie_derivative(net, x, "rotate", head="softmax"),
-        "1 transform: double VJP through the sampler":
-            lambda: lie_derivative(net, x, "rotate", head="softmax", method="double_vjp"),
+        "1 transform: double VJP through the sampler": lambda: lie_derivative(
+            net, x, "rotate", head="softmax", method="double_vjp"
+        ),
         # all transforms of a batch
-        f"{len(names)} transforms: forward mode (vmap over transforms)":
-            lambda: local_equivariance_error(net, x, names, head="softmax", batch_size=args.batch, progress=False),
-        f"{len(names)} transforms: one jvp per transform":
-            lambda: [lie_derivative(net, x, n, head="softmax") for n in names],
-        f"{len(names)} transforms: double VJP per transform (original)":
-            lambda: [lie_derivative(net, x, n, head="softmax", method="double_vjp") for n in names],
-        f"{len(names)} transforms: double VJP per transform, BN folded":
-            lambda: [lie_derivative(folded, x, n, head="softmax", method="double_vjp") for n in names],
+        f"{len(names)} transforms: forward mode (vmap over transforms)": lambda: local_equivariance_error(
+            net, x, names, head="softmax", batch_size=args.batch, progress=False
+        ),
+        f"{len(names)} transforms: one jvp per transform": lambda: [
+            lie_derivative(net, x, n, head="softmax") for n in names
+        ],
+        f"{len(names)} transforms: double VJP per transform (original)": lambda: [
+            lie_derivative(net, x, n, head="softmax", method="double_vjp") for n in names
+        ],
+        f"{len(names)} transforms: double VJP per transform, BN folded": lambda: [
+            lie_derivative(folded, x, n, head="softmax", method="double_vjp") for n in names
+        ],
     }
     keys = list(methods)
     for k in keys:  # warm-up (first-call costs: imports, allocator)
@@ -102,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     def ratio(base: str, ours: str) -> float:
         return statistics.median(b / o for b, o in zip(cpu[base], cpu[ours], strict=True))
 
-    print(f"digit CNN ({args.variant}), batch {args.batch}, float32, {args.threads} thread(s), {args.repeats} repeats; "
-          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    print(
+        f"digit CNN ({args.variant}), batch {args.batch}, float32, {args.threads} thread(s), {args.repeats} repeats; "
+        f"{time.strftime('%Y-%m-%d %H:%M')}"
+    )
     print("| method | CPU ms / image (median) | wall ms / image (median) |")
     print("|---|---|---|")
     for k in keys:

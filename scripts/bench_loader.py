@@ -60,8 +60,12 @@ def time_loader(make, batches: int, repeats: int) -> dict[str, float]:
             n += bs
         rates.append(n / (time.perf_counter() - t1))
         del it, loader
-    return {"samples_per_s": statistics.median(rates), "min": min(rates), "max": max(rates),
-            "startup_s": statistics.median(startups)}
+    return {
+        "samples_per_s": statistics.median(rates),
+        "min": min(rates),
+        "max": max(rates),
+        "startup_s": statistics.median(startups),
+    }
 
 
 def main() -> None:
@@ -83,24 +87,37 @@ def main() -> None:
         root = Path(args.data) if args.data else synthetic_dataset(Path(tmp) / "ds", args.scenes, args.views, args.size)
         ds = SceneDataset(root)
         info = ds.info
-        print(f"dataset {root}: {info['scenes']} scenes, {info['views']} views, {info['size']} px, "
-              f"{info['bytes'] / 2**20:.0f} MiB; batch {args.batch_size}; {args.batches} batches x {args.repeats} runs")
+        print(
+            f"dataset {root}: {info['scenes']} scenes, {info['views']} views, {info['size']} px, "
+            f"{info['bytes'] / 2**20:.0f} MiB; batch {args.batch_size}; {args.batches} batches x {args.repeats} runs"
+        )
         results = []
         for kind in ("gqn", "pairs"):
             for w in args.workers:
                 if kind == "gqn":
+
                     def make(r, w=w):
                         return make_gqn_loader(ds, args.batch_size, max_context=args.max_context, seed=r, num_workers=w)
                 else:
+
                     def make(r, w=w):
                         return make_pair_loader(ds, args.batch_size, skips=(1, 3), seed=r, num_workers=w)
+
                 res = {"loader": kind, "num_workers": w, **time_loader(make, args.batches, args.repeats)}
                 results.append(res)
-                print(f"{kind:>5}  workers={w}  {res['samples_per_s']:9.0f} samples/s  "
-                      f"(min {res['min']:.0f}, max {res['max']:.0f}; first batch {res['startup_s'] * 1000:.0f} ms)")
+                print(
+                    f"{kind:>5}  workers={w}  {res['samples_per_s']:9.0f} samples/s  "
+                    f"(min {res['min']:.0f}, max {res['max']:.0f}; first batch {res['startup_s'] * 1000:.0f} ms)"
+                )
         if args.json:
-            meta = {"machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__,
-                    "dataset": info, "batch_size": args.batch_size, "max_context": args.max_context}
+            meta = {
+                "machine": platform.machine(),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "dataset": info,
+                "batch_size": args.batch_size,
+                "max_context": args.max_context,
+            }
             Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
 
 

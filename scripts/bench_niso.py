@@ -52,8 +52,13 @@ def _batches(model, batch_size: int, n: int, device):
     else:
         gen = torch.Generator().manual_seed(0)
         shape = (batch_size, cfg.image_size, cfg.image_size, 3)
-        out = [{"frame_a": torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8),
-                "frame_b": torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8)} for _ in range(n)]
+        out = [
+            {
+                "frame_a": torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8),
+                "frame_b": torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8),
+            }
+            for _ in range(n)
+        ]
     return [{k: v.to(device) for k, v in b.items()} for b in out]
 
 
@@ -156,9 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     from worldmodel.models.niso import ARCHITECTURES
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", nargs="+", default=["small"], choices=list(ARCHITECTURES),
-                        help="architectures to benchmark (default: small)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--arch",
+        nargs="+",
+        default=["small"],
+        choices=list(ARCHITECTURES),
+        help="architectures to benchmark (default: small)",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="pairs per step (paper: 16)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first")
@@ -175,8 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     results: dict[str, Any] = {
-        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"},
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        },
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "training": [],
     }
@@ -184,13 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     for arch in args.arch:
         r = bench_training(arch, args.batch_size, args.steps, args.warmup, args.repeats, args.profile_steps, device)
         results["training"].append(r)
-        print(f"{arch:<8} {r['parameters']:>9} {r['batch_size']:>5} {1000 * r['step_s_median']:>9.1f} {r['steps_per_s']:>8.2f} "
-              f"{100 * r['svd_forward_share']:>7.2f}% {100 * r['polar_backward_share']:>8.2f}%")
+        print(
+            f"{arch:<8} {r['parameters']:>9} {r['batch_size']:>5} {1000 * r['step_s_median']:>9.1f} "
+            f"{r['steps_per_s']:>8.2f} {100 * r['svd_forward_share']:>7.2f}% {100 * r['polar_backward_share']:>8.2f}%"
+        )
     k = max(ARCHITECTURES[a]["rank"] for a in args.arch)
     s = bench_batched_svd(args.batch_size, k, max(5, args.repeats), device)
     results["polar_projection"] = s
-    print(f"polar projection [B={s['batch_size']}, k={s['k']}] fwd+bwd: batched {s['batched_ms']:.2f} ms, "
-          f"loop over samples {s['loop_ms']:.2f} ms ({s['speedup']:.1f}x)")
+    print(
+        f"polar projection [B={s['batch_size']}, k={s['k']}] fwd+bwd: batched {s['batched_ms']:.2f} ms, "
+        f"loop over samples {s['loop_ms']:.2f} ms ({s['speedup']:.1f}x)"
+    )
     text = json.dumps(results, indent=2)
     if args.json:
         Path(args.json).write_text(text + "\n")

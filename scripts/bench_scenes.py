@@ -1,6 +1,6 @@
 """Scene-generator speed: scenes/s per family (median of several runs) at the GQN defaults.
 
-    python scripts/bench_scenes.py [--scenes 100] [--repeats 3] [--views 10] [--size 64]
+python scripts/bench_scenes.py [--scenes 100] [--repeats 3] [--views 10] [--size 64]
 """
 
 from __future__ import annotations

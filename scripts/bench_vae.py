@@ -36,22 +36,47 @@ def main() -> None:
     load_before = os.getloadavg()
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="wm-bench-vae-") as tmp:
-            model_cfg, cfg = resolve_configs("vae", args.preset, {}, {
-                "out": tmp, "steps": args.warmup + args.steps, "batch_size": args.batch_size, "device": args.device,
-                "threads": args.threads, "eval_every": 0, "image_every": 0, "ckpt_every": 0, "log_every": 0,
-                "progress": False, "seed": run,
-            })
+            model_cfg, cfg = resolve_configs(
+                "vae",
+                args.preset,
+                {},
+                {
+                    "out": tmp,
+                    "steps": args.warmup + args.steps,
+                    "batch_size": args.batch_size,
+                    "device": args.device,
+                    "threads": args.threads,
+                    "eval_every": 0,
+                    "image_every": 0,
+                    "ckpt_every": 0,
+                    "log_every": 0,
+                    "progress": False,
+                    "seed": run,
+                },
+            )
             t0 = time.perf_counter()
             Trainer("vae", model_cfg, cfg, preset=args.preset).fit()
             wall = time.perf_counter() - t0
-            times = [r["time/step_s"] for r in read_metrics(tmp, "train")][args.warmup:]
-            per_run.append({"steps_per_s": len(times) / sum(times), "median_step_s": statistics.median(times),
-                            "wall_s": wall})
-    print(json.dumps({
-        "preset": args.preset, "batch_size": args.batch_size, "device": args.device, "threads": args.threads,
-        "steps_per_s_median": statistics.median(r["steps_per_s"] for r in per_run), "runs": per_run,
-        "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "cpus": os.cpu_count(),
-    }, indent=2))
+            times = [r["time/step_s"] for r in read_metrics(tmp, "train")][args.warmup :]
+            per_run.append(
+                {"steps_per_s": len(times) / sum(times), "median_step_s": statistics.median(times), "wall_s": wall}
+            )
+    print(
+        json.dumps(
+            {
+                "preset": args.preset,
+                "batch_size": args.batch_size,
+                "device": args.device,
+                "threads": args.threads,
+                "steps_per_s_median": statistics.median(r["steps_per_s"] for r in per_run),
+                "runs": per_run,
+                "loadavg_before": load_before,
+                "loadavg_after": os.getloadavg(),
+                "cpus": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -64,8 +64,15 @@ def time_run(
     from agents.train import _image_size, resolve_hyperparams
 
     kwargs = dict(env_kwargs) if obs != "state" else {k: v for k, v in env_kwargs.items() if k != "size"}
-    env = make_env(env_id, obs=obs, encoder=encoder if obs == "repr" else None, n_envs=n_envs, seed=0,
-                   vec_env=vec_env, env_kwargs=kwargs)
+    env = make_env(
+        env_id,
+        obs=obs,
+        encoder=encoder if obs == "repr" else None,
+        n_envs=n_envs,
+        seed=0,
+        vec_env=vec_env,
+        env_kwargs=kwargs,
+    )
     try:
         cfg = TrainConfig(env_id=env_id, obs=obs, encoder="x" if obs == "repr" else None)
         defaults, hp = resolve_hyperparams(cfg, _image_size(env.observation_space))
@@ -91,11 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--n-envs", type=int, default=8)
     p.add_argument("--steps", type=int, default=2048, help="env steps per timed run (default: one PPO iteration)")
-    p.add_argument("--n-steps", type=int, default=None,
-                   help="PPO rollout length per env (default: agents.config's 256); the batch size scales with it")
+    p.add_argument(
+        "--n-steps",
+        type=int,
+        default=None,
+        help="PPO rollout length per env (default: agents.config's 256); the batch size scales with it",
+    )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    p.add_argument("--threads", type=int, default=1, help="torch threads of the main process (default 1, as compare runs)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads of the main process (default 1, as compare runs)"
+    )
     p.add_argument("--encoder", default=None, help="GQN checkpoint (default: random weights, small preset)")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
@@ -117,15 +130,28 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"repeat {r + 1}/{args.repeats} {mode:16s} {vec:7s}: {rate:8.1f} env steps/s", flush=True)
     med = {m: {v: statistics.median(x) for v, x in d.items()} for m, d in rates.items()}
     result = {
-        "env": args.env, "camera": args.camera, "size": args.size, "n_envs": args.n_envs, "steps": args.steps,
+        "env": args.env,
+        "camera": args.camera,
+        "size": args.size,
+        "n_envs": args.n_envs,
+        "steps": args.steps,
         "n_steps": args.n_steps,
-        "repeats": args.repeats, "torch_threads": args.threads, "cpu_count": os.cpu_count(),
-        "machine": platform.platform(), "date": time.strftime("%Y-%m-%d"),
-        "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "wall_s": round(time.time() - t_start, 1),
-        "steps_per_s_median": med, "steps_per_s_all": rates,
+        "repeats": args.repeats,
+        "torch_threads": args.threads,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.platform(),
+        "date": time.strftime("%Y-%m-%d"),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "wall_s": round(time.time() - t_start, 1),
+        "steps_per_s_median": med,
+        "steps_per_s_all": rates,
         "subproc_over_dummy": {m: med[m]["subproc"] / med[m]["dummy"] for m in med},
     }
-    print(f"\nPPO env steps/s, {args.env} camera={args.camera} {args.size}px, n_envs={args.n_envs}, median of {args.repeats}:")
+    print(
+        f"\nPPO env steps/s, {args.env} camera={args.camera} {args.size}px, n_envs={args.n_envs}, median of "
+        f"{args.repeats}:"
+    )
     print(f"  {'obs':16s} {'dummy':>8s} {'subproc':>8s} {'ratio':>6s}")
     for m in med:
         print(f"  {m:16s} {med[m]['dummy']:8.1f} {med[m]['subproc']:8.1f} {result['subproc_over_dummy'][m]:6.2f}")

@@ -45,12 +45,12 @@ def _curve(run: Path, out: Path) -> dict:
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
-    return {"evals": evals, "train_steps": len(train),
-            "train_seconds": sum(r.get("time/step_s", 0.0) for r in train)}
+    return {"evals": evals, "train_steps": len(train), "train_seconds": sum(r.get("time/step_s", 0.0) for r in train)}
 
 
-def _samples_and_surprise(run: Path, data: Path, out_samples: Path, out_surprise: Path, scenes: int, samples: int,
-                          context: int, seed: int) -> dict:
+def _samples_and_surprise(
+    run: Path, data: Path, out_samples: Path, out_surprise: Path, scenes: int, samples: int, context: int, seed: int
+) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,8 +103,13 @@ def _samples_and_surprise(run: Path, data: Path, out_samples: Path, out_surprise
     fig.tight_layout()
     fig.savefig(out_surprise, dpi=120)
     plt.close(fig)
-    return {"checkpoint": meta["checkpoint_dir"], "step": meta.get("step"), "scenes_shown": idx[:scenes],
-            "surprise_vs_context": curve, "surprise_scenes": m}
+    return {
+        "checkpoint": meta["checkpoint_dir"],
+        "step": meta.get("step"),
+        "scenes_shown": idx[:scenes],
+        "surprise_vs_context": curve,
+        "surprise_scenes": m,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,8 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     summary = {"run": str(a.run), "data": str(a.data)}
     summary["curve"] = _curve(a.run, a.out / f"{a.prefix}_curve.png")
-    summary.update(_samples_and_surprise(a.run, a.data, a.out / f"{a.prefix}_samples.png", a.out / f"{a.prefix}_surprise.png",
-                                         a.scenes, a.samples, a.context, a.seed))
+    summary.update(
+        _samples_and_surprise(
+            a.run,
+            a.data,
+            a.out / f"{a.prefix}_samples.png",
+            a.out / f"{a.prefix}_surprise.png",
+            a.scenes,
+            a.samples,
+            a.context,
+            a.seed,
+        )
+    )
     (a.out / f"{a.prefix}_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "curve"}, indent=2))
     return 0

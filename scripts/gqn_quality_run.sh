@@ -17,14 +17,16 @@
 # Variables (defaults in brackets):
 #   FAMILIES ["shepard-metzler rooms"]   scene families to run
 #   SCENES [4000] HELD [256]             training / held-out scenes (seeds 0 / 1)
-#   STEPS [20000]                        optimiser steps (the learning rate anneals over all of them)
-#   SIGMA_STEPS [STEPS/4]                steps of the sigma annealing 2.0 -> 0.7
+#   STEPS_SM [8000] STEPS_ROOMS [12000]  optimiser steps per family (the learning rate anneals over all of
+#                                        them); STEPS sets both. Sized from the measured ~106 (SM, K <= 7)
+#                                        and ~163 (rooms, K <= 5) steps/min on one thread (docs/gqn.md)
+#   SIGMA_STEPS [steps/4]                steps of the sigma annealing 2.0 -> 0.7
 #   BATCH [16]                           scenes per step
 #   MODEL_ARGS [""]                      extra `wm train gqn` options (e.g. "--hidden-channels 64")
 #   MAX_CONTEXT_SM [7] MAX_CONTEXT_ROOMS [5]   largest training K per family
 #   KMAX [5] EVAL_SCENES [256] SAMPLES [8]     `wm eval gqn` settings
 #   THREADS [1]                          torch threads (on a shared 2-core VM one is faster, docs/gqn.md)
-#   CKPT_EVERY [1000]                    checkpoint interval (what a kill can lose)
+#   CKPT_EVERY [1000] EVAL_EVERY [steps/10]   checkpoint interval (what a kill can lose), held-out ELBO interval
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MUJOCO_GL=${MUJOCO_GL:-egl}
@@ -32,8 +34,6 @@ ROOT=${1:-runs/gqn_quality}
 FAMILIES=${FAMILIES:-"shepard-metzler rooms"}
 SCENES=${SCENES:-4000}
 HELD=${HELD:-256}
-STEPS=${STEPS:-20000}
-SIGMA_STEPS=${SIGMA_STEPS:-$(( STEPS / 4 > 0 ? STEPS / 4 : 1 ))}
 BATCH=${BATCH:-16}
 MODEL_ARGS=${MODEL_ARGS:-}
 KMAX=${KMAX:-5}
@@ -41,7 +41,6 @@ EVAL_SCENES=${EVAL_SCENES:-256}
 SAMPLES=${SAMPLES:-8}
 THREADS=${THREADS:-1}
 CKPT_EVERY=${CKPT_EVERY:-1000}
-EVAL_EVERY=${EVAL_EVERY:-$(( STEPS / 10 > 0 ? STEPS / 10 : 1 ))}
 export OMP_NUM_THREADS=$THREADS
 WM="python -m agents.cli"
 mkdir -p "$ROOT"
@@ -50,10 +49,12 @@ stamp() { date +%s; }
 
 for family in $FAMILIES; do
   case $family in
-    shepard-metzler) kmax_train=${MAX_CONTEXT_SM:-7} ;;
-    rooms) kmax_train=${MAX_CONTEXT_ROOMS:-5} ;;
+    shepard-metzler) kmax_train=${MAX_CONTEXT_SM:-7}; STEPS_F=${STEPS:-${STEPS_SM:-8000}} ;;
+    rooms) kmax_train=${MAX_CONTEXT_ROOMS:-5}; STEPS_F=${STEPS:-${STEPS_ROOMS:-12000}} ;;
     *) echo "gqn_quality_run.sh: unknown family '$family'; valid: shepard-metzler rooms" >&2; exit 2 ;;
   esac
+  SIGMA_F=${SIGMA_STEPS:-$(( STEPS_F / 4 > 0 ? STEPS_F / 4 : 1 ))}
+  EVAL_F=${EVAL_EVERY:-$(( STEPS_F / 10 > 0 ? STEPS_F / 10 : 1 ))}
   dir="$ROOT/$family"
   mkdir -p "$dir"
   log="$dir/timings.txt"
@@ -68,11 +69,11 @@ for family in $FAMILIES; do
     resume=(--resume)
   else
     resume=(--preset small --data "$dir/train" --val-data "$dir/held_out" --max-context "$kmax_train"
-            --batch-size "$BATCH" --lr-anneal-steps "$STEPS" --sigma-anneal-steps "$SIGMA_STEPS"
-            --eval-every "$EVAL_EVERY" --eval-batches 4 --image-every 0 --log-every 50)
+            --batch-size "$BATCH" --lr-anneal-steps "$STEPS_F" --sigma-anneal-steps "$SIGMA_F"
+            --eval-every "$EVAL_F" --eval-batches 4 --image-every 0 --log-every 50)
   fi
   # shellcheck disable=SC2086  # MODEL_ARGS is a list of options
-  $WM train gqn "${resume[@]}" --out "$dir/run" --steps "$STEPS" --ckpt-every "$CKPT_EVERY" \
+  $WM train gqn "${resume[@]}" --out "$dir/run" --steps "$STEPS_F" --ckpt-every "$CKPT_EVERY" \
     --threads "$THREADS" --no-progress $MODEL_ARGS >"$dir/train_summary.json"
   t2=$(stamp)
   python - "$dir/run" "$(( t2 - t1 ))" <<'EOF' | tee -a "$log"

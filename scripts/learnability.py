@@ -63,11 +63,20 @@ def default_checks(quick: bool) -> list[Check]:
     f = 10 if quick else 1
     return [
         # PPO defaults of agents.config (8 envs x 256 steps, 10 epochs, MLP 128x128), no tuning.
-        Check("jaco", "wm/JacoReach-v1", "ppo", 200_000 // f, 10_000 // f, 30, criterion="normalised", target=0.8, seeds=5),
         Check(
-            "maze", "wm/Maze-v0", "ppo", 2_000_000 // f, 100_000 // f, 20,
-            env_kwargs={"max_steps": 300}, train_args=["--hp", "ent_coef=0.01"],
-            criterion="success", target=0.5,
+            "jaco", "wm/JacoReach-v1", "ppo", 200_000 // f, 10_000 // f, 30, criterion="normalised", target=0.8, seeds=5
+        ),
+        Check(
+            "maze",
+            "wm/Maze-v0",
+            "ppo",
+            2_000_000 // f,
+            100_000 // f,
+            20,
+            env_kwargs={"max_steps": 300},
+            train_args=["--hp", "ent_coef=0.01"],
+            criterion="success",
+            target=0.5,
         ),
     ]
 
@@ -85,10 +94,30 @@ def _run_command(cmd: list[str], check: Check) -> tuple[int, float]:
 def run_grid_check(check: Check, out: Path) -> dict:
     """A ``wm agent compare`` grid of one state arm; judged on its IQM normalised final score."""
     grid = out / check.name
-    cmd = [sys.executable, "-m", "agents.cli", "agent", "compare", "--env", check.env_id, "--obs", "state",
-           "--algo", check.algo, "--seeds", str(check.seeds), "--steps", str(check.steps),
-           "--eval-freq", str(check.eval_freq), "--eval-episodes", str(check.eval_episodes), "--out", str(grid),
-           *check.train_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "agents.cli",
+        "agent",
+        "compare",
+        "--env",
+        check.env_id,
+        "--obs",
+        "state",
+        "--algo",
+        check.algo,
+        "--seeds",
+        str(check.seeds),
+        "--steps",
+        str(check.steps),
+        "--eval-freq",
+        str(check.eval_freq),
+        "--eval-episodes",
+        str(check.eval_episodes),
+        "--out",
+        str(grid),
+        *check.train_args,
+    ]
     code, seconds = _run_command(cmd, check)
     if code != 0:
         return {"check": asdict(check), "passed": False, "error": f"the grid failed with exit code {code}"}
@@ -97,16 +126,32 @@ def run_grid_check(check: Check, out: Path) -> dict:
     steps = summary["steps_to_threshold"]["state"]
     runs = summary["runs"]["state"]
     passed = len(runs) >= 5 and point >= check.target
-    reach = "never" if steps[0] is None else f"{steps[0]:,.0f} env steps (95% CI {steps[1] or 0:,.0f}-" + (
-        "> budget" if steps[2] is None else f"{steps[2]:,.0f}") + ")"
-    verdict = (f"IQM normalised final score {point:.2f} (95% CI {low:.2f}-{high:.2f}) over {len(runs)} seeds "
-               f"(target >= {check.target}); stays >= {check.target} after {reach}")
+    reach = (
+        "never"
+        if steps[0] is None
+        else f"{steps[0]:,.0f} env steps (95% CI {steps[1] or 0:,.0f}-"
+        + ("> budget" if steps[2] is None else f"{steps[2]:,.0f}")
+        + ")"
+    )
+    verdict = (
+        f"IQM normalised final score {point:.2f} (95% CI {low:.2f}-{high:.2f}) over {len(runs)} seeds "
+        f"(target >= {check.target}); stays >= {check.target} after {reach}"
+    )
     curves = {r["name"]: _read_curve(grid / "runs" / r["name"]) for r in runs}
     return {
-        "check": asdict(check), "passed": bool(passed), "value": point, "ci": [low, high], "verdict": verdict,
-        "steps_to_target": steps, "seconds": round(seconds, 1), "expert_return": summary["normalisation"]["expert_return"],
-        "zero_return": summary["normalisation"]["zero_return"], "runs": runs, "report": str(grid / "report.md"),
-        "curves": {k: {"timesteps": v[0], "mean_return": v[1]} for k, v in curves.items()}, "command": cmd,
+        "check": asdict(check),
+        "passed": bool(passed),
+        "value": point,
+        "ci": [low, high],
+        "verdict": verdict,
+        "steps_to_target": steps,
+        "seconds": round(seconds, 1),
+        "expert_return": summary["normalisation"]["expert_return"],
+        "zero_return": summary["normalisation"]["zero_return"],
+        "runs": runs,
+        "report": str(grid / "report.md"),
+        "curves": {k: {"timesteps": v[0], "mean_return": v[1]} for k, v in curves.items()},
+        "command": cmd,
     }
 
 
@@ -120,9 +165,30 @@ def _read_curve(run: Path) -> tuple[list[int], list[float], list[float]]:
 def run_check(check: Check, out: Path) -> dict:
     """Train (or reuse a finished run), then judge the final evaluation."""
     run = out / check.name
-    cmd = [sys.executable, "-m", "agents.cli", "agent", "train", "--env", check.env_id, "--obs", "state",
-           "--algo", check.algo, "--steps", str(check.steps), "--eval-freq", str(check.eval_freq),
-           "--eval-episodes", str(check.eval_episodes), "--out", str(run), "--threads", "1", *check.train_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "agents.cli",
+        "agent",
+        "train",
+        "--env",
+        check.env_id,
+        "--obs",
+        "state",
+        "--algo",
+        check.algo,
+        "--steps",
+        str(check.steps),
+        "--eval-freq",
+        str(check.eval_freq),
+        "--eval-episodes",
+        str(check.eval_episodes),
+        "--out",
+        str(run),
+        "--threads",
+        "1",
+        *check.train_args,
+    ]
     code, seconds = _run_command(cmd, check)
     if code != 0:
         return {"check": asdict(check), "passed": False, "error": f"training failed with exit code {code}"}
@@ -131,8 +197,14 @@ def run_check(check: Check, out: Path) -> dict:
     passed = value > check.target
     verdict = f"final success rate {value:.0%} (target > {check.target:.0%})"
     return {
-        "check": asdict(check), "passed": bool(passed), "value": value, "verdict": verdict, "seconds": round(seconds, 1),
-        "curve": {"timesteps": steps, "mean_return": returns, "success_rate": success}, "run": str(run), "command": cmd,
+        "check": asdict(check),
+        "passed": bool(passed),
+        "value": value,
+        "verdict": verdict,
+        "seconds": round(seconds, 1),
+        "curve": {"timesteps": steps, "mean_return": returns, "success_rate": success},
+        "run": str(run),
+        "command": cmd,
     }
 
 
@@ -155,7 +227,9 @@ def plot(results: list[dict], path: Path) -> None:
         if "curves" in r:  # a grid: every seed, normalised to the expert / zero-action references
             scale = r["expert_return"] - r["zero_return"]
             for name, c in r["curves"].items():
-                ax.plot(c["timesteps"], [(x - r["zero_return"]) / scale for x in c["mean_return"]], marker=".", label=name)
+                ax.plot(
+                    c["timesteps"], [(x - r["zero_return"]) / scale for x in c["mean_return"]], marker=".", label=name
+                )
             ax.axhline(chk["target"], color="grey", linestyle="--", label=f"target {chk['target']}")
             ax.axhline(1.0, color="black", linewidth=0.8, label="expert")
             ax.set_ylabel("normalised score")
@@ -190,12 +264,17 @@ def main(argv: list[str] | None = None) -> int:
     plot(results, out / "learnability.png")
     (out / "learnability.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
-        "# Learnability from state", "", "| env | algo | env steps | result | verdict | minutes |", "|---|---|---|---|---|---|"
+        "# Learnability from state",
+        "",
+        "| env | algo | env steps | result | verdict | minutes |",
+        "|---|---|---|---|---|---|",
     ]
     for r in results:
         c = r["check"]
-        lines.append(f"| {c['env_id']} | {c['algo']} | {c['steps']} | {'PASS' if r['passed'] else 'FAIL'} | "
-                     f"{r.get('verdict', r.get('error'))} | {r.get('seconds', 0) / 60:.1f} |")
+        lines.append(
+            f"| {c['env_id']} | {c['algo']} | {c['steps']} | {'PASS' if r['passed'] else 'FAIL'} | "
+            f"{r.get('verdict', r.get('error'))} | {r.get('seconds', 0) / 60:.1f} |"
+        )
     lines += ["", "![curves](learnability.png)", ""]
     (out / "learnability.md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -47,7 +47,9 @@ def seed_stats(values: list[float]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="runs/diag/aliasing", help="directory for results.json (default: runs/diag/aliasing)")
+    p.add_argument(
+        "--out", default="runs/diag/aliasing", help="directory for results.json (default: runs/diag/aliasing)"
+    )
     p.add_argument("--figure", default="docs/figures/lee_aliasing.png", help="PNG to write")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=400, help="training steps per run (default: 400)")
@@ -78,12 +80,23 @@ def main(argv: list[str] | None = None) -> int:
             # Zero padding: the digits' canvas is black, so zeros is what lies outside it.
             lee = local_equivariance_error(model, test_x, transforms, head="softmax", batch_size=120, padding="zeros")
             layer_x = test_x[: args.layer_images]
-            hutch = layerwise_lee(model, layer_x, "translate_x", head="softmax", probes=args.probes, seed=seed, padding="zeros")
+            hutch = layerwise_lee(
+                model, layer_x, "translate_x", head="softmax", probes=args.probes, seed=seed, padding="zeros"
+            )
             exact = layerwise_lee(model, layer_x, "translate_x", head="softmax", estimator="exact", padding="zeros")
-            runs.append({**metrics, "lee": {k: v.summary() for k, v in lee.items()},
-                         "layerwise_translate_x": hutch.summary(), "layerwise_translate_x_exact": exact.summary()})
-            print(f"{variant} seed {seed}: acc {metrics['test_accuracy']:.3f}, LEE translate_x {lee['translate_x'].mean:.4g} "
-                  f"(rotate {lee['rotate'].mean:.4g})", file=sys.stderr)
+            runs.append(
+                {
+                    **metrics,
+                    "lee": {k: v.summary() for k, v in lee.items()},
+                    "layerwise_translate_x": hutch.summary(),
+                    "layerwise_translate_x_exact": exact.summary(),
+                }
+            )
+            print(
+                f"{variant} seed {seed}: acc {metrics['test_accuracy']:.3f}, LEE translate_x "
+                f"{lee['translate_x'].mean:.4g} (rotate {lee['rotate'].mean:.4g})",
+                file=sys.stderr,
+            )
     summary: dict[str, dict] = {}
     for tname in transforms:
         per = {v: [r["lee"][tname]["lee"] for r in runs if r["variant"] == v] for v in VARIANTS}
@@ -94,9 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     acc = {v: seed_stats([r["test_accuracy"] for r in runs if r["variant"] == v]) for v in VARIANTS}
     result = {
         "command": " ".join(["python", "scripts/lee_aliasing.py", *(argv if argv is not None else sys.argv[1:])]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": platform.platform(), "torch": torch.__version__,
-        "threads": args.threads, "seconds": time.perf_counter() - t_start, "train": vars(cfg) | {"widths": list(cfg.widths)},
-        "test_digits": int(test_x.shape[0]), "accuracy": acc, "summary": summary, "runs": runs,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": platform.platform(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "seconds": time.perf_counter() - t_start,
+        "train": vars(cfg) | {"widths": list(cfg.widths)},
+        "test_digits": int(test_x.shape[0]),
+        "accuracy": acc,
+        "summary": summary,
+        "runs": runs,
     }
     out = Path(args.out)
     atomic_write_json(out / "results.json", result)
@@ -133,7 +153,9 @@ def plot(result: dict, path: str) -> None:
     for k, v in enumerate(VARIANTS):
         vr = [r for r in runs if r["variant"] == v]
         layers = vr[0]["layerwise_translate_x"]["layers"]
-        shares = [sum(r["layerwise_translate_x"]["layers"][i]["share"] for r in vr) / len(vr) for i in range(len(layers))]
+        shares = [
+            sum(r["layerwise_translate_x"]["layers"][i]["share"] for r in vr) / len(vr) for i in range(len(layers))
+        ]
         offset = 0 if k == 0 else len(runs[0]["layerwise_translate_x"]["layers"]) + 1
         xs = [offset + i for i in range(len(layers))]
         ax2.bar(xs, shares, color=colours[v], alpha=0.8, label=v)

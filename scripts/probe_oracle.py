@@ -29,7 +29,9 @@ def sample(n: int, rng: np.random.Generator, pixels: int | None) -> dict[str, np
     az = rng.uniform(-np.pi, np.pi, n)
     el = rng.uniform(*ORBIT_V1.elevation, n)
     radius = rng.uniform(*ORBIT_V1.radius, n)
-    cam = centre + np.stack([radius * np.cos(el) * np.cos(az), radius * np.cos(el) * np.sin(az), radius * np.sin(el)], 1)
+    cam = centre + np.stack(
+        [radius * np.cos(el) * np.cos(az), radius * np.cos(el) * np.sin(az), radius * np.sin(el)], 1
+    )
     d = centre - cam
     yaw, pitch = np.arctan2(d[:, 1], d[:, 0]), np.arcsin(d[:, 2] / np.linalg.norm(d, axis=1))
     fwd = np.stack([np.cos(pitch) * np.cos(yaw), np.cos(pitch) * np.sin(yaw), np.sin(pitch)], 1)
@@ -51,10 +53,16 @@ def sample(n: int, rng: np.random.Generator, pixels: int | None) -> dict[str, np
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--samples", type=int, nargs="+", default=[2400, 20000], help="training samples (default 2400 20000)")
+    ap.add_argument(
+        "--samples", type=int, nargs="+", default=[2400, 20000], help="training samples (default 2400 20000)"
+    )
     ap.add_argument("--test", type=int, default=2000, help="test samples (default 2000)")
-    ap.add_argument("--pixels", type=int, default=64,
-                    help="also round projections to this many levels (default 64: half a 32 px pixel)")
+    ap.add_argument(
+        "--pixels",
+        type=int,
+        default=64,
+        help="also round projections to this many levels (default 64: half a 32 px pixel)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -67,10 +75,19 @@ def main() -> None:
                 x = np.concatenate([s[c] for c in cols] + [s["viewpoint"]], axis=1)
                 y = s["target"]
                 groups = np.arange(len(y))  # one frame per "episode": every sample has its own target
-                pred, _ = mlp_probe(x[:n], y[:n], groups[:n], x[n:], ProbeConfig(mlp_epochs=300, mlp_patience=30, seed=args.seed))
+                pred, _ = mlp_probe(
+                    x[:n], y[:n], groups[:n], x[n:], ProbeConfig(mlp_epochs=300, mlp_patience=30, seed=args.seed)
+                )
                 r2 = r2_per_dim(y[n:], pred)
-                rows.append({"samples": n, "rounded_to": pixels, "inputs": name, "r2_target": float(r2.mean()),
-                             "r2_per_axis": [round(float(v), 3) for v in r2]})
+                rows.append(
+                    {
+                        "samples": n,
+                        "rounded_to": pixels,
+                        "inputs": name,
+                        "r2_target": float(r2.mean()),
+                        "r2_per_axis": [round(float(v), 3) for v in r2],
+                    }
+                )
                 print(json.dumps(rows[-1]))
 
 

@@ -28,7 +28,12 @@ class FakeImageEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"]}
 
     def __init__(
-        self, obs: str = "pixels", size: int = 16, camera: str = "moving", max_steps: int = 5, channel_order: str = "last"
+        self,
+        obs: str = "pixels",
+        size: int = 16,
+        camera: str = "moving",
+        max_steps: int = 5,
+        channel_order: str = "last",
     ) -> None:
         self.obs_mode = check_choice("obs", obs, ("pixels", "state", "pixels+viewpoint"))
         self.camera = check_choice("camera", camera, ("fixed", "moving", "random"))
@@ -115,6 +120,8 @@ def save_tiny_gqn(directory, size: int = 16, r_channels: int = 8, seed: int = 0)
     from worldmodel.models.gqn_config import GQNConfig
 
     torch.manual_seed(seed)
-    config = GQNConfig(image_size=size, r_channels=r_channels, hidden_channels=4, z_channels=1, generation_steps=1, kernel_size=3)
+    config = GQNConfig(
+        image_size=size, r_channels=r_channels, hidden_channels=4, z_channels=1, generation_steps=1, kernel_size=3
+    )
     model = GQN(config)
     return save_checkpoint(directory, model.state_dict(), {"learner": "gqn", "model": asdict(config), "step": 0})

@@ -28,8 +28,8 @@ TRAIN_PREFIX = ["-m", "agents.cli", "agent", "train"]
 
 def fake_command(cmd: list[str]) -> list[str]:
     """``wm agent train`` command -> the same arguments for this script."""
-    assert cmd[1:1 + len(TRAIN_PREFIX)] == TRAIN_PREFIX, cmd
-    return [cmd[0], str(Path(__file__).resolve()), *cmd[1 + len(TRAIN_PREFIX):]]
+    assert cmd[1 : 1 + len(TRAIN_PREFIX)] == TRAIN_PREFIX, cmd
+    return [cmd[0], str(Path(__file__).resolve()), *cmd[1 + len(TRAIN_PREFIX) :]]
 
 
 def use_fake_trainer(monkeypatch) -> None:
@@ -43,7 +43,9 @@ def use_fake_trainer(monkeypatch) -> None:
 def fake_return(arm: str, seed: int, t: int, steps: int) -> float:
     """Deterministic learning curve of a run."""
     rate = 1 + zlib.crc32(arm.encode()) % 5
-    return round(10.0 * min(1.0, rate * t / (5 * steps)) + 0.1 * seed + 0.01 * (zlib.crc32(f"{arm}{seed}{t}".encode()) % 7), 6)
+    return round(
+        10.0 * min(1.0, rate * t / (5 * steps)) + 0.1 * seed + 0.01 * (zlib.crc32(f"{arm}{seed}{t}".encode()) % 7), 6
+    )
 
 
 def train(argv: list[str]) -> int:
@@ -78,15 +80,35 @@ def train(argv: list[str]) -> int:
     grid = list(range(0, args.steps + 1, args.eval_freq))
     if grid[-1] != args.steps:
         grid.append(args.steps)
-    rows = [{"timesteps": t, "mean_return": fake_return(args.arm, args.seed, t, args.steps), "std_return": 0.0,
-             "mean_length": 10, "success_rate": "", "episodes": args.eval_episodes, "wall_s": 0.0, "returns": ""} for t in grid]
+    rows = [
+        {
+            "timesteps": t,
+            "mean_return": fake_return(args.arm, args.seed, t, args.steps),
+            "std_return": 0.0,
+            "mean_length": 10,
+            "success_rate": "",
+            "episodes": args.eval_episodes,
+            "wall_s": 0.0,
+            "returns": "",
+        }
+        for t in grid
+    ]
     write_csv_atomic(out / "evaluations.csv", EVAL_COLUMNS, rows)
     write_json_atomic(out / "progress.json", {"timesteps": args.steps})
-    write_json_atomic(out / "done.json", {
-        "arm": args.arm, "obs": args.obs, "seed": args.seed, "timesteps": args.steps, "env_id": args.env,
-        "eval_seed": args.eval_seed, "eval_episodes": args.eval_episodes, "resumed_from": resumed_from,
-        "final": {"mean_return": rows[-1]["mean_return"]},
-    })
+    write_json_atomic(
+        out / "done.json",
+        {
+            "arm": args.arm,
+            "obs": args.obs,
+            "seed": args.seed,
+            "timesteps": args.steps,
+            "env_id": args.env,
+            "eval_seed": args.eval_seed,
+            "eval_episodes": args.eval_episodes,
+            "resumed_from": resumed_from,
+            "final": {"mean_return": rows[-1]["mean_return"]},
+        },
+    )
     return 0
 
 

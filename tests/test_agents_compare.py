@@ -22,10 +22,43 @@ MODES = ("pixels", "repr", "state")
 
 def _compare(out: Path, ckpt: Path) -> subprocess.CompletedProcess:
     cmd = [
-        sys.executable, "-m", "agents.cli", "agent", "compare", "--env", "wm/JacoReach-v0", "--camera", "moving",
-        "--obs", *MODES, "--seeds", "2", "--steps", "256", "--encoder", str(ckpt), "--out", str(out),
-        "--eval-freq", "128", "--eval-episodes", "2", "--n-envs", "2", "--jobs", "2", "--reps", "200",
-        "--env-kwarg", "episode_length=16", "--hp", "n_steps=32", "--hp", "batch_size=32", "--hp", "n_epochs=1",
+        sys.executable,
+        "-m",
+        "agents.cli",
+        "agent",
+        "compare",
+        "--env",
+        "wm/JacoReach-v0",
+        "--camera",
+        "moving",
+        "--obs",
+        *MODES,
+        "--seeds",
+        "2",
+        "--steps",
+        "256",
+        "--encoder",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--eval-freq",
+        "128",
+        "--eval-episodes",
+        "2",
+        "--n-envs",
+        "2",
+        "--jobs",
+        "2",
+        "--reps",
+        "200",
+        "--env-kwarg",
+        "episode_length=16",
+        "--hp",
+        "n_steps=32",
+        "--hp",
+        "batch_size=32",
+        "--hp",
+        "n_epochs=1",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -89,7 +122,9 @@ def test_compare_checks_encoder_size_before_running(tmp_path, capsys):
 
 
 def test_compare_refuses_other_settings_in_same_directory(tmp_path):
-    cfg = CompareConfig(env_id="wm/JacoReach-v0", arms=arms_for_obs_modes(("state",)), seeds=2, steps=100, out=str(tmp_path))
+    cfg = CompareConfig(
+        env_id="wm/JacoReach-v0", arms=arms_for_obs_modes(("state",)), seeds=2, steps=100, out=str(tmp_path)
+    )
     _check_grid(cfg)
     _check_grid(cfg)  # same settings: fine
     cfg.steps = 200
@@ -99,4 +134,3 @@ def test_compare_refuses_other_settings_in_same_directory(tmp_path):
         CompareConfig(arms=(ArmSpec("rgb", "rgb"),)).validate()
     with pytest.raises(ValueError, match="needs an encoder"):
         CompareConfig(arms=arms_for_obs_modes(("repr", "state"))).validate()
-

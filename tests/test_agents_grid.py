@@ -28,10 +28,21 @@ STATE_ENV = "wm/JacoReach-v0"
 
 def _cfg(out: Path, arms=None, **kw) -> CompareConfig:
     arms = arms or (
-        ArmSpec("state", "state"), ArmSpec("pixels", "pixels"), ArmSpec("state-norm", "state", None, ("--normalize",))
+        ArmSpec("state", "state"),
+        ArmSpec("pixels", "pixels"),
+        ArmSpec("state-norm", "state", None, ("--normalize",)),
     )
-    values = dict(env_id=STATE_ENV, arms=tuple(arms), seeds=3, steps=400, eval_freq=100, eval_episodes=4, jobs=2,
-                  bootstrap_reps=200, out=str(out))
+    values = dict(
+        env_id=STATE_ENV,
+        arms=tuple(arms),
+        seeds=3,
+        steps=400,
+        eval_freq=100,
+        eval_episodes=4,
+        jobs=2,
+        bootstrap_reps=200,
+        out=str(out),
+    )
     values.update(kw)
     return CompareConfig(**values).validate()
 
@@ -47,8 +58,13 @@ def reference(monkeypatch):
         calls.append((env_id, dict(env_kwargs), list(seeds)))
         n = len(seeds)
         return ref_mod.ReferenceScores(
-            expert_return=10.0, zero_return=1.0, expert_returns=(10.0,) * n, zero_returns=(1.0,) * n,
-            seeds=tuple(seeds), env_id=env_id, source="fake scripted expert",
+            expert_return=10.0,
+            zero_return=1.0,
+            expert_returns=(10.0,) * n,
+            zero_returns=(1.0,) * n,
+            seeds=tuple(seeds),
+            env_id=env_id,
+            source="fake scripted expert",
         )
 
     monkeypatch.setattr(ref_mod, "measure_reference", measure)
@@ -67,7 +83,9 @@ def test_arm_specs_parse_and_validate():
         ArmSpec.parse("repr")
     with pytest.raises(ValueError, match=r"unknown obs mode 'rgb'; valid values: 'pixels', 'repr', 'state'"):
         ArmSpec.parse("x=rgb")
-    with pytest.raises(ValueError, match=r"arm 'repr-x' \(obs repr\) needs an encoder checkpoint: --arm repr-x=repr@DIR"):
+    with pytest.raises(
+        ValueError, match=r"arm 'repr-x' \(obs repr\) needs an encoder checkpoint: --arm repr-x=repr@DIR"
+    ):
         ArmSpec.parse("repr-x=repr")
     with pytest.raises(ValueError, match="only used with obs 'repr'"):
         ArmSpec.parse("state=state@/ckpt")
@@ -86,11 +104,19 @@ def test_arm_specs_parse_and_validate():
 
 
 def test_config_round_trip_and_older_layout():
-    cfg = CompareConfig(arms=(ArmSpec("repr-niso", "repr", "/n", ("--normalize",)), ArmSpec("state", "state")),
-                        env_kwargs={"episode_length": 16}, train_args=("--hp", "gamma=0.9"))
+    cfg = CompareConfig(
+        arms=(ArmSpec("repr-niso", "repr", "/n", ("--normalize",)), ArmSpec("state", "state")),
+        env_kwargs={"episode_length": 16},
+        train_args=("--hp", "gamma=0.9"),
+    )
     assert CompareConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    old = {"env_id": "wm/JacoReach-v0", "obs_modes": ["pixels", "repr"], "encoder": "/gqn", "seeds": 2,
-           "train_args": ["--hp", "n_steps=32", "--env-kwarg", "episode_length=16", "--env-kwarg", "domain=sim"]}
+    old = {
+        "env_id": "wm/JacoReach-v0",
+        "obs_modes": ["pixels", "repr"],
+        "encoder": "/gqn",
+        "seeds": 2,
+        "train_args": ["--hp", "n_steps=32", "--env-kwarg", "episode_length=16", "--env-kwarg", "domain=sim"],
+    }
     cfg = CompareConfig.from_dict(old)
     assert cfg.arms == (ArmSpec("pixels", "pixels"), ArmSpec("repr", "repr", "/gqn")) and cfg.seeds == 2
     assert cfg.train_args == ("--hp", "n_steps=32") and cfg.env_kwargs == {"episode_length": 16, "domain": "sim"}
@@ -104,9 +130,22 @@ def test_compare_cli_arms(tmp_path):
     enc = str(tmp_path / "gqn")
     cfg = _cli_cfg("--out", str(tmp_path / "c"), "--encoder", enc)
     assert cfg.arms == arms_for_obs_modes(("pixels", "repr", "state"), str(Path(enc).resolve()))
-    cfg = _cli_cfg("--out", "o", "--arm", "repr-niso=repr@niso", "--arm", "pixels+viewpoint=pixels+viewpoint",
-                   "--arm", "s2=state", "--arm-args", "s2=--normalize --hp gamma=0.98", "--env-kwarg", "episode_length=16",
-                   "--hp", "n_steps=32")
+    cfg = _cli_cfg(
+        "--out",
+        "o",
+        "--arm",
+        "repr-niso=repr@niso",
+        "--arm",
+        "pixels+viewpoint=pixels+viewpoint",
+        "--arm",
+        "s2=state",
+        "--arm-args",
+        "s2=--normalize --hp gamma=0.98",
+        "--env-kwarg",
+        "episode_length=16",
+        "--hp",
+        "n_steps=32",
+    )
     assert cfg.arm_names == ["repr-niso", "pixels+viewpoint", "s2"]
     assert cfg.arm("repr-niso").encoder == str(Path("niso").resolve())
     assert cfg.arm("s2").train_args == ("--normalize", "--hp", "gamma=0.98")
@@ -300,8 +339,13 @@ def test_killed_grid_restarts_unfinished_runs_from_their_directories(tmp_path, m
     (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
     repo = Path(compare.__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    grid = subprocess.Popen([sys.executable, fake_train.__file__, "--grid", str(tmp_path / "cfg.json")], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    grid = subprocess.Popen(
+        [sys.executable, fake_train.__file__, "--grid", str(tmp_path / "cfg.json")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     pid_files = [out / "runs" / n / "hanging.pid" for n in ("state_s0", "pixels_s0")]
     deadline = time.monotonic() + 300  # a safety net, not a timing assertion
     while not all(p.is_file() for p in pid_files):
@@ -314,7 +358,9 @@ def test_killed_grid_restarts_unfinished_runs_from_their_directories(tmp_path, m
     for p in pid_files:  # the grid stopped its own runs before exiting
         with pytest.raises(ProcessLookupError):
             os.kill(int(p.read_text()), 0)
-    assert not any(is_done for is_done in ((out / "runs" / n / "done.json").exists() for n in ("state_s0", "pixels_s0")))
+    assert not any(
+        is_done for is_done in ((out / "runs" / n / "done.json").exists() for n in ("state_s0", "pixels_s0"))
+    )
 
     fake_train.use_fake_trainer(monkeypatch)
     (out / "fake_control.json").unlink()
@@ -332,10 +378,41 @@ def test_real_grid_killed_and_restarted_resumes_from_checkpoint(tmp_path):
     """`wm agent compare` with a real PPO run: SIGTERM after its first checkpoint, then the same command again."""
     out = tmp_path / "c"
     cmd = [
-        sys.executable, "-m", "agents.cli", "agent", "compare", "--env", STATE_ENV, "--obs", "state", "--seeds", "1",
-        "--steps", "4096", "--checkpoint-freq", "256", "--eval-freq", "2048", "--eval-episodes", "2", "--n-envs", "2",
-        "--hp", "n_steps=64", "--hp", "batch_size=64", "--hp", "n_epochs=1", "--env-kwarg", "episode_length=16",
-        "--reps", "100", "--jobs", "1", "--out", str(out),
+        sys.executable,
+        "-m",
+        "agents.cli",
+        "agent",
+        "compare",
+        "--env",
+        STATE_ENV,
+        "--obs",
+        "state",
+        "--seeds",
+        "1",
+        "--steps",
+        "4096",
+        "--checkpoint-freq",
+        "256",
+        "--eval-freq",
+        "2048",
+        "--eval-episodes",
+        "2",
+        "--n-envs",
+        "2",
+        "--hp",
+        "n_steps=64",
+        "--hp",
+        "batch_size=64",
+        "--hp",
+        "n_epochs=1",
+        "--env-kwarg",
+        "episode_length=16",
+        "--reps",
+        "100",
+        "--jobs",
+        "1",
+        "--out",
+        str(out),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     grid = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -55,8 +55,13 @@ def test_answer_states_normalisation_budget_seeds_and_who_beats_whom(tmp_path):
     _, _, md, summary = _report(tmp_path, {"repr": (6, 1.0, 0.05), "pixels": (6, 0.4, 0.05)})
     answer = summary["answer"]
     assert md.startswith("# ") and f"**{answer}**" in md  # the answer leads the report
-    for part in ("1 = the scripted expert's mean return (50)", "0 = the zero-action policy's (10)",
-                 "30 evaluation episodes", "Budget: 2k env steps per run", "seeds 0-5 (6 runs per arm)"):
+    for part in (
+        "1 = the scripted expert's mean return (50)",
+        "0 = the zero-action policy's (10)",
+        "30 evaluation episodes",
+        "Budget: 2k env steps per run",
+        "seeds 0-5 (6 runs per arm)",
+    ):
         assert part in answer
     # separated arms: disjoint CIs and P(repr > pixels) CI above 0.5, so a claim is allowed
     agg = summary["aggregates_normalised"]
@@ -97,7 +102,9 @@ def test_fewer_than_five_runs_shows_runs_not_aggregates(tmp_path):
     assert summary["steps_ratio_pixels_over"]["repr"]["underpowered"] is True
     assert summary["verdicts"]["repr,pixels"]["final"] == "underpowered"
     # no aggregate plots for underpowered arms; the rest is written
-    assert not (tmp_path / "plots" / "aggregates.png").exists() and not (tmp_path / "plots" / "improvement.png").exists()
+    assert (
+        not (tmp_path / "plots" / "aggregates.png").exists() and not (tmp_path / "plots" / "improvement.png").exists()
+    )
     assert {"plot_curves", "plot_steps", "plot_profiles"} <= set(files)
 
 
@@ -123,11 +130,16 @@ def test_written_files_csv_png_and_self_contained_html(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 12 * T.size
     r = next(r for r in rows if r["run"] == "pixels_s1" and r["timesteps"] == str(T[-1]))
-    assert r["arm"] == "pixels" and float(r["normalised_return"]) == pytest.approx((float(r["mean_return"]) - 10) / 40, rel=1e-5)
+    assert r["arm"] == "pixels" and float(r["normalised_return"]) == pytest.approx(
+        (float(r["mean_return"]) - 10) / 40, rel=1e-5
+    )
     assert summary["runs"]["pixels"][1]["normalised_final"] == pytest.approx(float(r["normalised_return"]), rel=1e-5)
     assert summary["normalisation"] == {
-        "formula": "(return - zero_return) / (expert_return - zero_return)", "expert_return": 50.0, "zero_return": 10.0,
-        "evaluation_episodes": 30, "source": "scripted DLS expert",
+        "formula": "(return - zero_return) / (expert_return - zero_return)",
+        "expert_return": 50.0,
+        "zero_return": 10.0,
+        "evaluation_episodes": 30,
+        "source": "scripted DLS expert",
     }
     tau = summary["performance_profile"]["tau"]
     assert len(tau) == len(summary["performance_profile"]["repr"]["point"]) and tau == sorted(tau)

@@ -21,11 +21,41 @@ EVAL_FREQ = 640
 
 def _command(out: Path) -> list[str]:
     return [
-        sys.executable, "-m", "agents.cli", "agent", "train", "--env", fake.ENV_ID, "--obs", "state", "--normalize",
-        "--steps", str(STEPS), "--n-envs", "2", "--checkpoint-freq", str(CHECKPOINT_FREQ), "--eval-freq", str(EVAL_FREQ),
-        "--eval-episodes", "2", "--hp", "n_steps=32", "--hp", "batch_size=64", "--hp", "n_epochs=1",
-        "--hp", 'policy_kwargs={"net_arch": [16]}', "--env-kwarg", "max_steps=5", "--threads", "1", "--no-progress",
-        "--out", str(out),
+        sys.executable,
+        "-m",
+        "agents.cli",
+        "agent",
+        "train",
+        "--env",
+        fake.ENV_ID,
+        "--obs",
+        "state",
+        "--normalize",
+        "--steps",
+        str(STEPS),
+        "--n-envs",
+        "2",
+        "--checkpoint-freq",
+        str(CHECKPOINT_FREQ),
+        "--eval-freq",
+        str(EVAL_FREQ),
+        "--eval-episodes",
+        "2",
+        "--hp",
+        "n_steps=32",
+        "--hp",
+        "batch_size=64",
+        "--hp",
+        "n_epochs=1",
+        "--hp",
+        'policy_kwargs={"net_arch": [16]}',
+        "--env-kwarg",
+        "max_steps=5",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--out",
+        str(out),
     ]
 
 
@@ -76,7 +106,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert steps == list(range(0, STEPS + 1, EVAL_FREQ))
     assert rows[: len(rows_before)] == rows_before  # the evaluations up to the checkpoint are kept as they were
 
-    # VecNormalize statistics continued from the checkpoint: they have seen every training step, not only the resumed part
+    # VecNormalize statistics continued from the checkpoint: they have seen every training step, not only the resumed
+    # part
     stats = json.loads((out / "vecnormalize.json").read_text())
     assert stats["obs_rms"]["count"] >= STEPS
 

@@ -133,25 +133,46 @@ def test_ratio_bounds_are_honest_about_never():
 
 def test_arm_order_pairs_and_load_runs(tmp_path):
     shuffled = ["state", "zeta", "pixels+viewpoint", "repr-untrained", "pixels", "repr-niso", "repr", "alpha"]
-    assert order_arms(shuffled) == ["repr", "repr-untrained", "repr-niso", "pixels", "pixels+viewpoint", "state", "zeta", "alpha"]
+    assert order_arms(shuffled) == [
+        "repr",
+        "repr-untrained",
+        "repr-niso",
+        "pixels",
+        "pixels+viewpoint",
+        "state",
+        "zeta",
+        "alpha",
+    ]
     pairs = comparison_pairs(shuffled)
-    for need in [("repr", "pixels"), ("repr-niso", "pixels"), ("repr-untrained", "pixels"), ("pixels+viewpoint", "pixels"),
-                 ("repr", "repr-untrained"), ("repr-niso", "repr-untrained")]:
+    for need in [
+        ("repr", "pixels"),
+        ("repr-niso", "pixels"),
+        ("repr-untrained", "pixels"),
+        ("pixels+viewpoint", "pixels"),
+        ("repr", "repr-untrained"),
+        ("repr-niso", "repr-untrained"),
+    ]:
         assert need in pairs
     unordered = {frozenset(p) for p in pairs}
     assert len(unordered) == len(pairs) == 8 * 7 // 2  # every pair once
 
     runs_dir = tmp_path / "runs"
-    for name, done in [("repr-niso_s0", {"obs": "repr", "arm": "repr-niso", "seed": 0}),
-                       ("pixels_s1", {"obs": "pixels", "seed": 1}),  # before arms: arm = obs
-                       ("repr_s0", {"obs": "repr", "arm": "repr", "seed": 0})]:
+    for name, done in [
+        ("repr-niso_s0", {"obs": "repr", "arm": "repr-niso", "seed": 0}),
+        ("pixels_s1", {"obs": "pixels", "seed": 1}),  # before arms: arm = obs
+        ("repr_s0", {"obs": "repr", "arm": "repr", "seed": 0}),
+    ]:
         d = runs_dir / name
         d.mkdir(parents=True)
         (d / "evaluations.csv").write_text("timesteps,mean_return,episodes\n0,1.0,30\n100,2.5,30\n")
         (d / "done.json").write_text(json.dumps(done))
     (runs_dir / "repr_s1").mkdir()  # unfinished: no done.json
     runs = load_runs(runs_dir)
-    assert [(r.arm, r.obs, r.seed) for r in runs] == [("repr", "repr", 0), ("repr-niso", "repr", 0), ("pixels", "pixels", 1)]
+    assert [(r.arm, r.obs, r.seed) for r in runs] == [
+        ("repr", "repr", 0),
+        ("repr-niso", "repr", 0),
+        ("pixels", "pixels", 1),
+    ]
     assert runs[0].eval_episodes == 30 and runs[0].returns.tolist() == [1.0, 2.5]
 
 
@@ -161,7 +182,7 @@ def test_compare_runs_normalises_to_the_reference_and_reads_the_headline():
     for s in range(MIN_RUNS):
         runs.append(run("state", s, np.minimum(T / 300, 1.0)))
         # repr crosses 0.8 at 400, dips at 500, stays above from 600 (same for every run)
-        runs.append(run("repr", s, np.array([0, .2, .4, .6, .85, .7, .82, .9, .9, .95, .95])))
+        runs.append(run("repr", s, np.array([0, 0.2, 0.4, 0.6, 0.85, 0.7, 0.82, 0.9, 0.9, 0.95, 0.95])))
         runs.append(run("pixels", s, np.minimum(T / 2000, 1.0)))  # 0.5 at the budget: never
     cmp = compare_runs(runs, ref, threshold=0.8, reps=200)
     assert cmp.arms == ["repr", "pixels", "state"]
@@ -196,8 +217,11 @@ def test_steps_ci_upper_end_never_when_some_resamples_never_reach():
 
 def test_compare_runs_is_reproducible_from_its_seed():
     rng = np.random.default_rng(4)
-    runs = [run(a, s, np.clip(T / 1000 * k + rng.normal(0, 0.1, T.size), 0, None))
-            for a, k in (("repr", 1.0), ("pixels", 0.8)) for s in range(6)]
+    runs = [
+        run(a, s, np.clip(T / 1000 * k + rng.normal(0, 0.1, T.size), 0, None))
+        for a, k in (("repr", 1.0), ("pixels", 0.8))
+        for s in range(6)
+    ]
     a, b, c = (compare_runs(runs, Ref(), reps=300, seed=s) for s in (0, 0, 1))
     assert a.aggregates == b.aggregates and a.improvement == b.improvement
     np.testing.assert_array_equal(a.curve_iqm["repr"][1], b.curve_iqm["repr"][1])
@@ -246,7 +270,9 @@ def test_pair_verdict_rules():
 
 
 def test_fewer_than_five_runs_is_flagged_underpowered():
-    runs = [run("repr", s, T / 1000) for s in range(MIN_RUNS - 1)] + [run("pixels", s, T / 2000) for s in range(MIN_RUNS)]
+    runs = [run("repr", s, T / 1000) for s in range(MIN_RUNS - 1)] + [
+        run("pixels", s, T / 2000) for s in range(MIN_RUNS)
+    ]
     cmp = compare_runs(runs, Ref(), reps=100)
     assert cmp.underpowered == {"repr": True, "pixels": False}
     assert cmp.verdicts["repr,pixels"].final == "underpowered"
@@ -268,8 +294,13 @@ def test_reference_is_required_and_checked():
 def test_compare_runs_accepts_the_real_reference_scores():
     reference = pytest.importorskip("agents.reference")
     ref = reference.ReferenceScores(
-        expert_return=10.0, zero_return=2.0, expert_returns=(10.0,) * 3, zero_returns=(2.0,) * 3,
-        seeds=(1_000_000, 1_000_001, 1_000_002), env_id="wm/JacoReach-v1", source="scripted expert",
+        expert_return=10.0,
+        zero_return=2.0,
+        expert_returns=(10.0,) * 3,
+        zero_returns=(2.0,) * 3,
+        seeds=(1_000_000, 1_000_001, 1_000_002),
+        env_id="wm/JacoReach-v1",
+        source="scripted expert",
     )
     cmp = compare_runs([run("repr", s, T / 1000) for s in range(2)], ref, reps=50)
     assert cmp.reference_episodes == 3 and cmp.normalised_final["repr"].tolist() == pytest.approx([1.0, 1.0])

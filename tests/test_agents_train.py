@@ -42,7 +42,9 @@ def test_encoder_unchanged_by_ppo_training():
     torch.set_num_threads(1)
     enc = fake.tiny_encoder(size=16)
     before = _state_copy(enc)
-    env = make_env(JACO, obs="repr", encoder=enc, n_envs=2, seed=0, env_kwargs={"camera": "moving", "episode_length": 8})
+    env = make_env(
+        JACO, obs="repr", encoder=enc, n_envs=2, seed=0, env_kwargs={"camera": "moving", "episode_length": 8}
+    )
     model = PPO("MlpPolicy", env, seed=0, device="cpu", **TINY_PPO)
     model.set_logger(Logger(None, []))  # no SB3 log folder in /tmp
     policy_before = _state_copy(model.policy)
@@ -63,8 +65,20 @@ def test_train_repr_run_outputs(tmp_path):
     digest = file_sha256(ckpt / "model.safetensors")
     out = tmp_path / "run"
     cfg = TrainConfig(
-        env_id=JACO, obs="repr", encoder=str(ckpt), camera="moving", steps=64, seed=3, out=str(out), n_envs=2,
-        eval_freq=32, eval_episodes=1, hyperparams=dict(TINY_PPO), env_kwargs={"episode_length": 8}, threads=1, progress=False,
+        env_id=JACO,
+        obs="repr",
+        encoder=str(ckpt),
+        camera="moving",
+        steps=64,
+        seed=3,
+        out=str(out),
+        n_envs=2,
+        eval_freq=32,
+        eval_episodes=1,
+        hyperparams=dict(TINY_PPO),
+        env_kwargs={"episode_length": 8},
+        threads=1,
+        progress=False,
         vec_env="dummy",
     )
     done = train_agent(cfg)
@@ -93,8 +107,16 @@ def test_train_repr_run_outputs(tmp_path):
 def test_off_policy_run_and_refuses_foreign_directory(tmp_path):
     (tmp_path / "notes.txt").write_text("not a run")
     cfg = TrainConfig(
-        env_id=fake.ENV_ID, obs="state", algo="sac", steps=60, out=str(tmp_path), eval_freq=30, eval_episodes=1,
-        hyperparams={"learning_starts": 30, "batch_size": 16, "buffer_size": 500}, threads=1, progress=False,
+        env_id=fake.ENV_ID,
+        obs="state",
+        algo="sac",
+        steps=60,
+        out=str(tmp_path),
+        eval_freq=30,
+        eval_episodes=1,
+        hyperparams={"learning_starts": 30, "batch_size": 16, "buffer_size": 500},
+        threads=1,
+        progress=False,
     )
     with pytest.raises(ValueError, match="does not hold an agent run"):
         train_agent(cfg)
@@ -114,10 +136,27 @@ def test_replay_memory_estimate_and_guard(tmp_path, capsys):
     assert check_replay_memory(obs, act, 1000, True, available=1024**3, log=print) == half
     assert "replay buffer: 1,000 transitions" in capsys.readouterr().out
     # through the CLI: a clear error and exit code 2, before any buffer is allocated
-    code = wm([
-        "agent", "train", "--env", JACO, "--obs", "pixels", "--algo", "sac", "--size", "64", "--steps", "10",
-        "--hp", "buffer_size=1000000000", "--out", str(tmp_path / "big"), "--no-progress",
-    ])
+    code = wm(
+        [
+            "agent",
+            "train",
+            "--env",
+            JACO,
+            "--obs",
+            "pixels",
+            "--algo",
+            "sac",
+            "--size",
+            "64",
+            "--steps",
+            "10",
+            "--hp",
+            "buffer_size=1000000000",
+            "--out",
+            str(tmp_path / "big"),
+            "--no-progress",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "wm: error: the replay buffer needs" in err and "GiB" in err
@@ -133,14 +172,28 @@ def test_cli_rejects_bad_inputs(tmp_path, capsys):
     assert wm(["agent", "train", "--obs", "state", "--hp", "n_steps", "--out", str(tmp_path / "s")]) == 2
     assert "--hp expects key=value" in capsys.readouterr().err
     enc32 = fake.save_tiny_gqn(tmp_path / "gqn32", size=32)
-    code = wm([
-        "agent", "train", "--env", JACO, "--obs", "repr", "--encoder", str(enc32), "--size", "16", "--steps", "8",
-        "--out", str(tmp_path / "m"), "--no-progress",
-    ])
+    code = wm(
+        [
+            "agent",
+            "train",
+            "--env",
+            JACO,
+            "--obs",
+            "repr",
+            "--encoder",
+            str(enc32),
+            "--size",
+            "16",
+            "--steps",
+            "8",
+            "--out",
+            str(tmp_path / "m"),
+            "--no-progress",
+        ]
+    )
     assert code == 2
     assert "takes 32x32 images but the env produces 16x16; make the env with size=32" in capsys.readouterr().err
     assert parse_overrides(["lr=0.5", "net=[64, 64]", "name=abc"]) == {"lr": 0.5, "net": [64, 64], "name": "abc"}
-
 
     # the options of issue 9, refused with the allowed values named
     assert wm(["agent", "train", "--obs", "state", "--arm", "Repr Niso", "--out", str(tmp_path / "a")]) == 2
@@ -148,7 +201,9 @@ def test_cli_rejects_bad_inputs(tmp_path, capsys):
     assert wm(["agent", "train", "--obs", "state", "--frame-stack", "2", "--out", str(tmp_path / "f")]) == 2
     assert "frame_stack=2 applies to obs modes pixels, pixels+viewpoint, not obs='state'" in capsys.readouterr().err
     assert wm(["agent", "train", "--obs", "pixels", "--normalize", "--out", str(tmp_path / "n")]) == 2
-    assert "normalize (observation normalisation) applies to the vector obs modes repr, state" in capsys.readouterr().err
+    assert (
+        "normalize (observation normalisation) applies to the vector obs modes repr, state" in capsys.readouterr().err
+    )
     assert wm(["agent", "train", "--obs", "state", "--frame-stack", "0", "--out", str(tmp_path / "z")]) == 2
     assert "frame_stack must be >= 1, got 0" in capsys.readouterr().err
     assert not any((tmp_path / d).exists() for d in "afnz")  # refused before anything is written
@@ -200,7 +255,9 @@ def test_pixels_viewpoint_obs_policy_and_frame_stack(tmp_path):
     env = make_env(fake.ENV_ID, obs="pixels+viewpoint", n_envs=2, seed=5, env_kwargs=kw, frame_stack=2)
     space = env.observation_space
     assert isinstance(space, spaces.Dict)
-    assert space["pixels"].shape == (6, 16, 16) and space["pixels"].dtype == np.uint8 and space["viewpoint"].shape == (14,)
+    assert (
+        space["pixels"].shape == (6, 16, 16) and space["pixels"].dtype == np.uint8 and space["viewpoint"].shape == (14,)
+    )
     r, o = base.reset(), env.reset()
     np.testing.assert_allclose(o["viewpoint"][:, 7:], viewpoint7(r["viewpoint"]))  # newest view last, 7-d form
     np.testing.assert_array_equal(o["pixels"][:, 3:], r["pixels"].transpose(0, 3, 1, 2))
@@ -216,8 +273,19 @@ def test_pixels_viewpoint_obs_policy_and_frame_stack(tmp_path):
 
     out = tmp_path / "pv"
     cfg = TrainConfig(
-        env_id=fake.ENV_ID, obs="pixels+viewpoint", steps=32, out=str(out), n_envs=2, eval_freq=32, eval_episodes=2,
-        frame_stack=2, hyperparams=dict(TINY_PPO), env_kwargs={"max_steps": 4}, threads=1, progress=False, vec_env="dummy",
+        env_id=fake.ENV_ID,
+        obs="pixels+viewpoint",
+        steps=32,
+        out=str(out),
+        n_envs=2,
+        eval_freq=32,
+        eval_episodes=2,
+        frame_stack=2,
+        hyperparams=dict(TINY_PPO),
+        env_kwargs={"max_steps": 4},
+        threads=1,
+        progress=False,
+        vec_env="dummy",
     )
     done = train_agent(cfg)
     assert done["arm"] == "pixels+viewpoint" and done["timesteps"] == 32
@@ -254,7 +322,9 @@ def test_vec_env_auto():
     # subprocesses only for the rendering modes, and only with a core per env worker plus one for the learner
     for obs in ("pixels", "pixels+viewpoint", "repr"):
         assert resolve_vec_env("auto", obs, 8, cpus=16) == "subproc"
-        assert resolve_vec_env("auto", obs, 8, cpus=2) == "subproc"  # a run alone on the 2-core machine: measured faster
+        assert (
+            resolve_vec_env("auto", obs, 8, cpus=2) == "subproc"
+        )  # a run alone on the 2-core machine: measured faster
         assert resolve_vec_env("auto", obs, 8, cpus=1) == "dummy"  # one of two parallel grid runs there
         assert resolve_vec_env("auto", obs, 1, cpus=16) == "dummy"
     assert resolve_vec_env("auto", "state", 8, cpus=64) == "dummy"
@@ -317,14 +387,30 @@ def _rows(path):
 def test_resume_in_process_from_latest_checkpoint(tmp_path):
     out = tmp_path / "state-norm_s0"
     cfg = TrainConfig(
-        env_id=fake.ENV_ID, obs="state", arm="state-norm", normalize=True, steps=96, out=str(out), n_envs=2, eval_freq=32,
-        eval_episodes=2, checkpoint_freq=32, hyperparams=dict(TINY_PPO), env_kwargs={"max_steps": 5}, threads=1, progress=False,
+        env_id=fake.ENV_ID,
+        obs="state",
+        arm="state-norm",
+        normalize=True,
+        steps=96,
+        out=str(out),
+        n_envs=2,
+        eval_freq=32,
+        eval_episodes=2,
+        checkpoint_freq=32,
+        hyperparams=dict(TINY_PPO),
+        env_kwargs={"max_steps": 5},
+        threads=1,
+        progress=False,
     )
     first = train_agent(cfg)
     assert first["arm"] == "state-norm" and first["resumed_from"] == []
     manifest = json.loads((out / "checkpoints" / "latest.json").read_text())
     assert manifest["step"] == 64 and manifest["files"] == ["model.zip", "vecnormalize.json"]
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest.json", "step_000000032", "step_000000064"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "latest.json",
+        "step_000000032",
+        "step_000000064",
+    ]
     assert (out / "vecnormalize.json").is_file() and list((out / "tb").iterdir())[0].name == "ppo_state-norm_1"
     before = _rows(out / "evaluations.csv")
     assert [int(r["timesteps"]) for r in before] == [0, 32, 64, 96]
@@ -354,7 +440,9 @@ def test_resume_in_process_from_latest_checkpoint(tmp_path):
 
     # other settings: refused with the differing fields; --no-resume starts again
     (out / "done.json").unlink()
-    with pytest.raises(ValueError, match=r"unfinished run \(checkpoint at step 64\) with other settings: steps: 96 -> 128"):
+    with pytest.raises(
+        ValueError, match=r"unfinished run \(checkpoint at step 64\) with other settings: steps: 96 -> 128"
+    ):
         train_agent(TrainConfig(**{**cfg.to_dict(), "steps": 128}))
     fresh = train_agent(TrainConfig(**{**cfg.to_dict(), "steps": 128, "resume": False}))
     assert fresh["resumed_from"] == [] and fresh["timesteps"] == 128
@@ -368,9 +456,18 @@ def test_off_policy_checkpoint_keeps_replay_buffer_npz(tmp_path):
 
     out = tmp_path / "sac"
     cfg = TrainConfig(
-        env_id=fake.ENV_ID, obs="state", algo="sac", steps=50, out=str(out), eval_freq=25, eval_episodes=1, checkpoint_freq=20,
+        env_id=fake.ENV_ID,
+        obs="state",
+        algo="sac",
+        steps=50,
+        out=str(out),
+        eval_freq=25,
+        eval_episodes=1,
+        checkpoint_freq=20,
         hyperparams={"learning_starts": 10, "batch_size": 8, "buffer_size": 30, "policy_kwargs": {"net_arch": [8]}},
-        env_kwargs={"max_steps": 5}, threads=1, progress=False,
+        env_kwargs={"max_steps": 5},
+        threads=1,
+        progress=False,
     )
     train_agent(cfg)
     ckpt = latest_checkpoint(out)

@@ -23,7 +23,12 @@ JACO = "wm/JacoReach-v0"
 def _raw_and_wrapped(n_envs=3, max_steps=4, obs="pixels+viewpoint", **wrapper_kwargs):
     """Two identical vec envs (same seeds): one raw, one wrapped with a tiny encoder."""
     enc = fake.tiny_encoder(size=16)
-    mk = lambda: DummyVecEnv([lambda: build_single_env(fake.ENV_ID, obs, {"max_steps": max_steps}) for _ in range(n_envs)])  # noqa: E731
+
+    def mk():
+        return DummyVecEnv(
+            [lambda: build_single_env(fake.ENV_ID, obs, {"max_steps": max_steps}) for _ in range(n_envs)]
+        )
+
     raw, inner = mk(), mk()
     raw.seed(7)
     inner.seed(7)
@@ -138,7 +143,9 @@ def test_viewpoint_from_info_matches_dict_observation():
 
 def test_single_env_wrapper_matches_vec_wrapper():
     enc = fake.tiny_encoder(size=16)
-    single = EncoderObservationWrapper(build_single_env(fake.ENV_ID, "pixels+viewpoint", {"max_steps": 4}), enc, context_views=2)
+    single = EncoderObservationWrapper(
+        build_single_env(fake.ENV_ID, "pixels+viewpoint", {"max_steps": 4}), enc, context_views=2
+    )
     vec = EncoderVecEnvWrapper(
         DummyVecEnv([lambda: build_single_env(fake.ENV_ID, "pixels+viewpoint", {"max_steps": 4})]), enc, context_views=2
     )
@@ -216,7 +223,9 @@ def test_other_sb3_algorithms_train_on_features(algo):
     import stable_baselines3 as sb3
 
     enc = fake.tiny_encoder(size=16)
-    env = make_env(fake.ENV_ID, obs="repr", encoder=enc, n_envs=2 if algo == "A2C" else 1, seed=0, env_kwargs={"max_steps": 6})
+    env = make_env(
+        fake.ENV_ID, obs="repr", encoder=enc, n_envs=2 if algo == "A2C" else 1, seed=0, env_kwargs={"max_steps": 6}
+    )
     kwargs = {"n_steps": 4} if algo == "A2C" else {"learning_starts": 8, "buffer_size": 64, "batch_size": 8}
     from stable_baselines3.common.logger import Logger
 

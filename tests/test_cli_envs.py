@@ -34,8 +34,22 @@ def test_envs_show_writes_viewable_grids(tmp_path):
 
 def test_envs_bench_reports_rates(tmp_path):
     out_json = tmp_path / "bench.json"
-    run("envs", "bench", "--envs", "wm/Maze-v0", "--cameras", "moving", "--sizes", "32",
-        "--steps", "20", "--repeats", "2", "--json", str(out_json))
+    run(
+        "envs",
+        "bench",
+        "--envs",
+        "wm/Maze-v0",
+        "--cameras",
+        "moving",
+        "--sizes",
+        "32",
+        "--steps",
+        "20",
+        "--repeats",
+        "2",
+        "--json",
+        str(out_json),
+    )
     (row,) = json.loads(out_json.read_text())
     assert row["env_steps_per_s"] > 0 and row["raw_steps_per_s"] > 0
     assert row["overhead"] == round(row["raw_steps_per_s"] / row["env_steps_per_s"], 3)

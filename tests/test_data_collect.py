@@ -47,9 +47,27 @@ def assert_same_dataset(a: Path, b: Path) -> None:
 
 def _cmd(out: Path) -> list[str]:
     return [
-        sys.executable, "-m", "worldmodel.data.cli", "collect", "--source", "shepard-metzler",
-        "--scenes", str(SCENES), "--views", str(VIEWS), "--size", str(SIZE), "--seed", "7",
-        "--shard-size", str(SHARD), "--workers", "2", "--out", str(out), "--quiet",
+        sys.executable,
+        "-m",
+        "worldmodel.data.cli",
+        "collect",
+        "--source",
+        "shepard-metzler",
+        "--scenes",
+        str(SCENES),
+        "--views",
+        str(VIEWS),
+        "--size",
+        str(SIZE),
+        "--seed",
+        "7",
+        "--shard-size",
+        str(SHARD),
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
     ]
 
 
@@ -88,19 +106,43 @@ def test_sigkill_and_resume_equals_uninterrupted(tmp_path, reference):
 
 def test_resume_refuses_other_arguments(tmp_path, reference):
     with pytest.raises(DatasetError, match=r"refusing to resume.*seed: 7 then, 8 now"):
-        collect(CollectConfig("shepard-metzler", SCENES, str(reference), workers=1, progress=False,
-                              **{**ARGS, "seed": 8}))
-    assert data_cli(["collect", "--source", "shepard-metzler", "--scenes", str(SCENES), "--out", str(reference),
-                     "--views", str(VIEWS), "--size", str(SIZE), "--seed", "7", "--shard-size", str(SHARD),
-                     "--parts", "5", "--quiet"]) == 2
+        collect(
+            CollectConfig("shepard-metzler", SCENES, str(reference), workers=1, progress=False, **{**ARGS, "seed": 8})
+        )
+    assert (
+        data_cli(
+            [
+                "collect",
+                "--source",
+                "shepard-metzler",
+                "--scenes",
+                str(SCENES),
+                "--out",
+                str(reference),
+                "--views",
+                str(VIEWS),
+                "--size",
+                str(SIZE),
+                "--seed",
+                "7",
+                "--shard-size",
+                str(SHARD),
+                "--parts",
+                "5",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
 
 
 def test_shards_and_merge_equal_unsharded(tmp_path, reference):
     parts = []
     for i in range(3):
         part = tmp_path / f"part{i}"
-        s = collect(CollectConfig("shepard-metzler", SCENES, str(part), shard=f"{i}/3", workers=1, progress=False,
-                                  **ARGS))
+        s = collect(
+            CollectConfig("shepard-metzler", SCENES, str(part), shard=f"{i}/3", workers=1, progress=False, **ARGS)
+        )
         assert s["complete"] and s["shard"] == f"{i}/3"
         parts.append(part)
     units = [{sh["unit"] for sh in json.loads((p / "manifest.json").read_text())["shards"]} for p in parts]
@@ -112,8 +154,11 @@ def test_shards_and_merge_equal_unsharded(tmp_path, reference):
     with pytest.raises(DatasetError, match="overlap"):
         merge_datasets([parts[0], parts[0], parts[1], parts[2]], tmp_path / "bad2", progress=False)
     other = tmp_path / "other"
-    collect(CollectConfig("shepard-metzler", SCENES, str(other), shard="1/3", workers=1, progress=False,
-                          **{**ARGS, "seed": 8}))
+    collect(
+        CollectConfig(
+            "shepard-metzler", SCENES, str(other), shard="1/3", workers=1, progress=False, **{**ARGS, "seed": 8}
+        )
+    )
     with pytest.raises(DatasetError, match="collected with other arguments"):
         merge_datasets([parts[0], other, parts[2]], tmp_path / "bad3", progress=False)
     assert data_cli(["merge", *map(str, parts), "--out", str(tmp_path / "merged"), "--quiet"]) == 0

@@ -64,8 +64,11 @@ def test_round_trip_synthetic(dataset):
 
 def test_round_trip_real_generator(tmp_path):
     out = tmp_path / "sm"
-    collect(CollectConfig("shepard-metzler", scenes=3, out=str(out), views=3, size=16, seed=5, shard_size=2,
-                          workers=1, progress=False))
+    collect(
+        CollectConfig(
+            "shepard-metzler", scenes=3, out=str(out), views=3, size=16, seed=5, shard_size=2, workers=1, progress=False
+        )
+    )
     ds = SceneDataset(out)
     for i in range(3):
         ref = generate_scene("shepard-metzler", 5, i, 3, 16)
@@ -167,8 +170,15 @@ def test_incomplete_dataset_is_refused_unless_allowed(dataset):
 
 def test_torn_files_are_never_listed(tmp_path):
     """An unfinished shard leaves only dot-named temp files that resume removes."""
-    header = {"source": "synthetic", "views": 4, "size": 8, "scenes_planned": 4, "units_planned": 2,
-              "shard_size": 2, "collection": {"k": 1}}
+    header = {
+        "source": "synthetic",
+        "views": 4,
+        "size": 8,
+        "scenes_planned": 4,
+        "units_planned": 2,
+        "shard_size": 2,
+        "collection": {"k": 1},
+    }
     recs = synthetic(4)
     with DatasetWriter(tmp_path / "d", header) as dw:
         sw = ShardWriter(tmp_path / "d", 0, 0)
@@ -210,8 +220,15 @@ def test_writer_rejects_inconsistent_records(tmp_path):
 
 
 def test_second_writer_is_locked_out(tmp_path):
-    header = {"source": "s", "views": 4, "size": 8, "scenes_planned": 2, "units_planned": 1, "shard_size": 2,
-              "collection": {}}
+    header = {
+        "source": "s",
+        "views": 4,
+        "size": 8,
+        "scenes_planned": 2,
+        "units_planned": 1,
+        "shard_size": 2,
+        "collection": {},
+    }
     with DatasetWriter(tmp_path / "d", header):
         with pytest.raises(DatasetError, match="another process is writing"):
             DatasetWriter(tmp_path / "d", header)

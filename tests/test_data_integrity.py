@@ -27,9 +27,29 @@ ARGS = dict(views=VIEWS, size=SIZE, seed=3, shard_size=SHARD)
 
 
 def _collect_cli(out: Path, *extra: str) -> int:
-    return data_cli(["collect", "--source", "shepard-metzler", "--scenes", str(SCENES), "--views", str(VIEWS),
-                     "--size", str(SIZE), "--seed", "3", "--shard-size", str(SHARD), "--workers", "1",
-                     "--out", str(out), "--quiet", *extra])
+    return data_cli(
+        [
+            "collect",
+            "--source",
+            "shepard-metzler",
+            "--scenes",
+            str(SCENES),
+            "--views",
+            str(VIEWS),
+            "--size",
+            str(SIZE),
+            "--seed",
+            "3",
+            "--shard-size",
+            str(SHARD),
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +103,13 @@ def test_verify_exits_nonzero_on_partial_dataset_unless_allowed(copy, reference,
     m["shards"] = [s for s in m["shards"] if s["unit"] < 2]  # what a run killed after two shards leaves
     write_manifest(copy, m)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "worldmodel.data.cli", "verify", str(copy), "--quiet"],
-                            env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "worldmodel.data.cli", "verify", str(copy), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 3, result.stderr
     expected = "incomplete: 6 of 12 scenes, 2 of 4 shards; missing 2 shard(s): units 2-3 (scenes 6-8, 9-11)"
     assert expected in result.stderr
@@ -136,8 +161,11 @@ def test_truncated_or_zero_filled_shard_is_detected_on_open(copy):
     frames = copy / "shards" / "shard-000001.frames.npy"
     data = frames.read_bytes()
     frames.write_bytes(data[:-100])
-    with pytest.raises(DatasetError, match=rf"shard-000001\.frames\.npy: shard file is truncated "
-                                           rf"\({len(data) - 100} bytes, manifest says {len(data)}\)"):
+    with pytest.raises(
+        DatasetError,
+        match=rf"shard-000001\.frames\.npy: shard file is truncated "
+        rf"\({len(data) - 100} bytes, manifest says {len(data)}\)",
+    ):
         SceneDataset(copy)
     # the right size but a zero-filled second half (what a crash can leave on some file systems)
     half = len(data) // 2
@@ -192,8 +220,7 @@ def test_crc32c_backends_agree_and_fallback_warns_once(monkeypatch):
     slow, slow_name = tfrecord.resolve_crc32c()
     assert (name, slow_name) == ("google_crc32c", "python")
     rng = np.random.default_rng(0)
-    vectors = {b"123456789": 0xE3069283, bytes(32): 0x8A9136AA, b"\xff" * 32: 0x62A8AB43,
-               bytes(range(32)): 0x46DD794E}
+    vectors = {b"123456789": 0xE3069283, bytes(32): 0x8A9136AA, b"\xff" * 32: 0x62A8AB43, bytes(range(32)): 0x46DD794E}
     with pytest.warns(RuntimeWarning, match="pure-Python fallback"):
         assert slow(b"123456789") == 0xE3069283
     with warnings.catch_warnings():

@@ -26,7 +26,11 @@ def _records() -> list[SceneRecord]:
         frames = rng.integers(0, 256, (VIEWS, SIZE, SIZE, 3), dtype=np.uint8)
         frames[:, 0, 0] = [(i, v, 7) for v in range(VIEWS)]
         cams = np.concatenate(
-            [rng.uniform(-2, 2, (VIEWS, 3)), rng.uniform(-np.pi, np.pi, (VIEWS, 1)), rng.uniform(-1.2, 1.2, (VIEWS, 1))],
+            [
+                rng.uniform(-2, 2, (VIEWS, 3)),
+                rng.uniform(-np.pi, np.pi, (VIEWS, 1)),
+                rng.uniform(-1.2, 1.2, (VIEWS, 1)),
+            ],
             axis=1,
         ).astype(np.float32)
         out.append(SceneRecord(frames, cams, {"index": i}))
@@ -147,12 +151,16 @@ def test_to_device(data):
     out = to_device(b, "cpu")
     K = b["context_frames"].shape[1]
     assert out["context_frames"].shape == (2, K, 3, SIZE, SIZE) and out["context_frames"].dtype == torch.float32
-    np.testing.assert_allclose(out["query_frame"].numpy(), b["query_frame"].permute(0, 3, 1, 2).numpy() / 255.0, atol=1e-7)
+    np.testing.assert_allclose(
+        out["query_frame"].numpy(), b["query_frame"].permute(0, 3, 1, 2).numpy() / 255.0, atol=1e-7
+    )
     assert 0.0 <= float(out["query_frame"].min()) and float(out["query_frame"].max()) <= 1.0
     np.testing.assert_allclose(out["context_viewpoints"].numpy(), viewpoint7(b["context_cameras"].numpy()), atol=1e-6)
     np.testing.assert_allclose(out["query_viewpoint"].numpy(), viewpoint7(b["query_camera"].numpy()), atol=1e-6)
     dm = to_device(b, "cpu", viewpoint_order="deepmind")
-    np.testing.assert_allclose(dm["query_viewpoint"].numpy(), viewpoint7(b["query_camera"].numpy(), "deepmind"), atol=1e-6)
+    np.testing.assert_allclose(
+        dm["query_viewpoint"].numpy(), viewpoint7(b["query_camera"].numpy(), "deepmind"), atol=1e-6
+    )
     assert torch.equal(out["index"], b["index"])
     p = to_device(next(iter(make_pair_loader(ds, batch_size=2))), "cpu", dtype=torch.bfloat16, channels_last=True)
     assert p["frame_a"].dtype == torch.bfloat16 and p["frame_a"].is_contiguous(memory_format=torch.channels_last)

@@ -131,8 +131,10 @@ def test_import_round_trip_and_resume(tmp_path):
     write_manifest(out, m)
     with pytest.raises(DatasetError, match="incomplete"):
         SceneDataset(out)
-    assert data_cli(["import-gqn", str(tmp_path), str(out), "--dataset", "rooms_ring_camera", "--workers", "2",
-                     "--quiet"]) == 0
+    assert (
+        data_cli(["import-gqn", str(tmp_path), str(out), "--dataset", "rooms_ring_camera", "--workers", "2", "--quiet"])
+        == 0
+    )
     again = SceneDataset(out, verify_checksums=True)
     assert len(again) == 6
     np.testing.assert_array_equal(again[5]["frames"], ds[5]["frames"])
@@ -171,8 +173,24 @@ def test_import_errors_name_the_file(tmp_path):
 
 def test_viewpoint_order_option(tmp_path):
     write_gqn_files(tmp_path / "src", files=1, records=1, views=15, size=64)
-    assert data_cli(["import-gqn", str(tmp_path / "src"), str(tmp_path / "sm"), "--dataset", "shepard_metzler_5_parts",
-                     "--viewpoint-order", "deepmind", "--no-crc", "--workers", "1", "--quiet"]) == 0
+    assert (
+        data_cli(
+            [
+                "import-gqn",
+                str(tmp_path / "src"),
+                str(tmp_path / "sm"),
+                "--dataset",
+                "shepard_metzler_5_parts",
+                "--viewpoint-order",
+                "deepmind",
+                "--no-crc",
+                "--workers",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     info = SceneDataset(tmp_path / "sm").info
     assert info["viewpoint_order"] == "deepmind" and info["views"] == 15
     assert json.loads((tmp_path / "sm" / "manifest.json").read_text())["crc32c"] == "not checked"
@@ -203,9 +221,15 @@ def test_decoder_agrees_with_protobuf_and_tensorboard_writer(tmp_path):
     message("BytesList", [(1, "value", F.TYPE_BYTES, rep, None)])
     message("FloatList", [(1, "value", F.TYPE_FLOAT, rep, None)])
     message("Int64List", [(1, "value", F.TYPE_INT64, rep, None)])
-    message("Feature", [(1, "bytes_list", F.TYPE_MESSAGE, opt, ".wmtest.BytesList"),
-                        (2, "float_list", F.TYPE_MESSAGE, opt, ".wmtest.FloatList"),
-                        (3, "int64_list", F.TYPE_MESSAGE, opt, ".wmtest.Int64List")], oneof="kind")
+    message(
+        "Feature",
+        [
+            (1, "bytes_list", F.TYPE_MESSAGE, opt, ".wmtest.BytesList"),
+            (2, "float_list", F.TYPE_MESSAGE, opt, ".wmtest.FloatList"),
+            (3, "int64_list", F.TYPE_MESSAGE, opt, ".wmtest.Int64List"),
+        ],
+        oneof="kind",
+    )
     feats = message("Features", [(1, "feature", F.TYPE_MESSAGE, rep, ".wmtest.Features.FeatureEntry")])
     entry = feats.nested_type.add(name="FeatureEntry")
     entry.options.map_entry = True

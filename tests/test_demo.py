@@ -75,21 +75,38 @@ def test_study_preset_stage_commands_hold_the_recipe():
     probe = cmds["probe"]
     assert f"gqn={out / 'gqn'}" in probe and f"untrained={out / 'untrained'}" in probe
     assert probe[probe.index("--views") + 1] == "12" and probe[probe.index("--steps") + 1] == "20"
-    assert probe[probe.index("--episodes") + 1] == str(p.probe_episodes) and probe[probe.index("--out") + 1] == str(out / "probe")
+    assert probe[probe.index("--episodes") + 1] == str(p.probe_episodes) and probe[probe.index("--out") + 1] == str(
+        out / "probe"
+    )
     assert probe[probe.index("--env-kwarg") + 1] == "target_marker=true"
 
     cmp = cmds["compare"]
-    assert _arms(cmp) == ["pixels=pixels", "pixels+viewpoint=pixels+viewpoint", f"repr=repr@{out / 'gqn'}",
-                          f"repr-untrained=repr@{out / 'untrained'}", "state=state"]
-    assert _arm_args(cmp) == ["repr=--context-views 12 --aggregate mean",
-                              "repr-untrained=--context-views 12 --aggregate mean"]
+    assert _arms(cmp) == [
+        "pixels=pixels",
+        "pixels+viewpoint=pixels+viewpoint",
+        f"repr=repr@{out / 'gqn'}",
+        f"repr-untrained=repr@{out / 'untrained'}",
+        "state=state",
+    ]
+    assert _arm_args(cmp) == [
+        "repr=--context-views 12 --aggregate mean",
+        "repr-untrained=--context-views 12 --aggregate mean",
+    ]
     assert cmp[cmp.index("--env-kwarg") + 1] == "target_marker=true"
-    for flag, value in (("--seeds", str(p.seeds)), ("--steps", str(p.agent_steps)), ("--eval-freq", str(p.eval_freq)),
-                        ("--eval-episodes", "30"), ("--reps", str(p.reps)), ("--out", str(out / "compare"))):
+    for flag, value in (
+        ("--seeds", str(p.seeds)),
+        ("--steps", str(p.agent_steps)),
+        ("--eval-freq", str(p.eval_freq)),
+        ("--eval-episodes", "30"),
+        ("--reps", str(p.reps)),
+        ("--out", str(out / "compare")),
+    ):
         assert cmp[cmp.index(flag) + 1] == value, flag
 
     fixed = cmds["compare-fixed"]
-    assert fixed[fixed.index("--camera") + 1] == "fixed" and fixed[fixed.index("--out") + 1] == str(out / "compare-fixed")
+    assert fixed[fixed.index("--camera") + 1] == "fixed" and fixed[fixed.index("--out") + 1] == str(
+        out / "compare-fixed"
+    )
     assert _arms(fixed) == ["pixels=pixels", f"repr=repr@{out / 'gqn'}"]
     assert _arm_args(fixed) == ["repr=--context-views 12 --aggregate mean"]
     assert fixed[fixed.index("--env-kwarg") + 1] == "target_marker=true"
@@ -146,8 +163,13 @@ def test_study_comparisons_are_accepted_by_the_cli(tmp_path):
 def test_old_demo_json_without_the_probe_stage_resumes_it(tmp_path, monkeypatch, capsys):
     """A demo.json of before the probe stage: the finished stages are skipped, the probe runs, then the comparison."""
     p = PRESETS["small"]
-    old = {"preset": "small", "settings": {"scenes": 600, "gqn_sigma": 0.2},
-           "stages": {name: {"done": True, "seconds": 1.0, "command": []} for name in ("data", "gqn", "untrained", "compare")}}
+    old = {
+        "preset": "small",
+        "settings": {"scenes": 600, "gqn_sigma": 0.2},
+        "stages": {
+            name: {"done": True, "seconds": 1.0, "command": []} for name in ("data", "gqn", "untrained", "compare")
+        },
+    }
     (tmp_path / "demo.json").write_text(json.dumps(old))
     cmds = stage_commands(p, tmp_path)
     ran: list[list[str]] = []
@@ -156,8 +178,10 @@ def test_old_demo_json_without_the_probe_stage_resumes_it(tmp_path, monkeypatch,
         ran.append(cmd)
         if cmd == cmds["probe"]:
             (tmp_path / "probe").mkdir()
-            reps = {"gqn": {"best": {"hand": 0.5, "target": 0.25, "target-hand": 0.75, "joints": 0.1}},
-                    "untrained": {"best": {"hand": 0.125, "target": 0.0625, "target-hand": 0.0, "joints": 0.0}}}
+            reps = {
+                "gqn": {"best": {"hand": 0.5, "target": 0.25, "target-hand": 0.75, "joints": 0.1}},
+                "untrained": {"best": {"hand": 0.125, "target": 0.0625, "target-hand": 0.0, "joints": 0.0}},
+            }
             (tmp_path / "probe" / "probe.json").write_text(json.dumps({"representations": reps}))
         if cmd == cmds["compare"]:
             (tmp_path / "compare").mkdir(exist_ok=True)

@@ -21,9 +21,22 @@ def niso_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("diag") / "niso"
     model_cfg, train_cfg = resolve_configs(
-        "niso", "tiny", {"image_size": 16},
-        {"data": "digits", "out": str(out), "steps": 4, "batch_size": 8, "eval_every": 0, "image_every": 0,
-         "ckpt_every": 0, "log_every": 1, "progress": False, "threads": 1, "warmup_steps": 0},
+        "niso",
+        "tiny",
+        {"image_size": 16},
+        {
+            "data": "digits",
+            "out": str(out),
+            "steps": 4,
+            "batch_size": 8,
+            "eval_every": 0,
+            "image_every": 0,
+            "ckpt_every": 0,
+            "log_every": 1,
+            "progress": False,
+            "threads": 1,
+            "warmup_steps": 0,
+        },
     )
     probe, _ = load_digit_images("digits", "test", 16)
     hook = LEEHook(probe[:4].float() / 255.0, transforms=("translate_x", "rotate"), every=2)
@@ -65,9 +78,30 @@ def test_untrained_control_is_the_initialisation(niso_run, tmp_path):
 def test_diagnose_equivariance_writes_json_and_plots(niso_run, tmp_path):
     out, _ = niso_run
     dest = tmp_path / "report"
-    code = main(["diagnose", "equivariance", "--encoder", f"tiny={out}", "--out", str(dest), "--images", "4",
-                 "--transforms", "translate_x", "rotate", "brightness", "--layer-images", "2", "--probes", "2",
-                 "--homographies", "shift_3px", "--threads", "1"])
+    code = main(
+        [
+            "diagnose",
+            "equivariance",
+            "--encoder",
+            f"tiny={out}",
+            "--out",
+            str(dest),
+            "--images",
+            "4",
+            "--transforms",
+            "translate_x",
+            "rotate",
+            "brightness",
+            "--layer-images",
+            "2",
+            "--probes",
+            "2",
+            "--homographies",
+            "shift_3px",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0
     res = json.loads((dest / "equivariance.json").read_text())
     assert set(res["encoders"]) == {"tiny", "tiny untrained"}
@@ -88,7 +122,9 @@ def test_bad_arguments_name_the_valid_values(niso_run, tmp_path, capsys):
         main(["diagnose", "equivariance", "--encoder", "x", "--out", str(tmp_path), "--transforms", "twirl"])
     assert "valid values: geometric, translate_x" in capsys.readouterr().err
     out, _ = niso_run
-    assert main(["diagnose", "equivariance", "--encoder", str(out), "--out", str(tmp_path), "--data", "/nonexistent"]) == 2
+    assert (
+        main(["diagnose", "equivariance", "--encoder", str(out), "--out", str(tmp_path), "--data", "/nonexistent"]) == 2
+    )
 
 
 def test_cli_choices_match_the_torch_modules():

@@ -16,11 +16,23 @@ D = torch.float64
 
 def _net():
     torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(inplace=True),
-        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), BlurPool2d(8),
-        nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
-    ).to(D).eval()
+    return (
+        nn.Sequential(
+            nn.Conv2d(1, 6, 3, padding=1),
+            nn.BatchNorm2d(6),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(6, 8, 3, padding=1),
+            nn.ReLU(),
+            BlurPool2d(8),
+            nn.Conv2d(8, 8, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(8, 5),
+        )
+        .to(D)
+        .eval()
+    )
 
 
 def _images(n=6, size=16):

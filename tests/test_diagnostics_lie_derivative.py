@@ -17,16 +17,27 @@ def _digits_like(n=3, size=15, channels=3, border=3):
     """Random images with a zero border of ``border`` pixels (content away from the edges)."""
     g = torch.Generator().manual_seed(1)
     x = torch.zeros(n, channels, size, size, dtype=D)
-    x[..., border:-border, border:-border] = torch.rand(n, channels, size - 2 * border, size - 2 * border, generator=g, dtype=D)
+    x[..., border:-border, border:-border] = torch.rand(
+        n, channels, size - 2 * border, size - 2 * border, generator=g, dtype=D
+    )
     return x
 
 
 def _small_cnn(channels=3):
     torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(channels, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.Tanh(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
-    ).to(D).eval()
+    return (
+        nn.Sequential(
+            nn.Conv2d(channels, 6, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(6, 8, 3, stride=2, padding=1),
+            nn.Tanh(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(8, 5),
+        )
+        .to(D)
+        .eval()
+    )
 
 
 # ----------------------------------------------------------------------------- exact invariance
@@ -58,8 +69,13 @@ def grey(x):
     return (x * w).sum(1).flatten(1)
 
 
-INVARIANT = {"translate_x": total_sum, "translate_y": total_sum, "brightness": normalised, "saturation": grey,
-             **{n: centre_pixel for n in GEOMETRIC_NAMES if not n.startswith("translate")}}
+INVARIANT = {
+    "translate_x": total_sum,
+    "translate_y": total_sum,
+    "brightness": normalised,
+    "saturation": grey,
+    **{n: centre_pixel for n in GEOMETRIC_NAMES if not n.startswith("translate")},
+}
 
 
 @pytest.mark.parametrize("name", TRANSFORM_NAMES)

@@ -52,7 +52,9 @@ def test_generators_are_the_derivatives_at_zero(name):
     t0 = torch.zeros((), dtype=torch.float64)
     _, (da, db) = jvp(TRANSFORMS[name].affine, (t0,), (torch.ones_like(t0),))
     g, b = GENERATORS[name]
-    assert torch.allclose(da, torch.tensor(g, dtype=torch.float64)) and torch.allclose(db, torch.tensor(b, dtype=torch.float64))
+    assert torch.allclose(da, torch.tensor(g, dtype=torch.float64)) and torch.allclose(
+        db, torch.tensor(b, dtype=torch.float64)
+    )
 
 
 def test_integer_translation_shifts_pixels_and_units_are_pixels():
@@ -89,7 +91,9 @@ def test_closed_form_tangent_is_the_derivative_of_the_warp(padding):
         for name in TRANSFORM_NAMES:
             if name == "saturation" and shape[1] != 3:
                 continue
-            _, d = jvp(lambda t, n=name, x=x, ref=ref: apply_transform(x, n, t, ref, padding), (t0,), (torch.ones_like(t0),))
+            _, d = jvp(
+                lambda t, n=name, x=x, ref=ref: apply_transform(x, n, t, ref, padding), (t0,), (torch.ones_like(t0),)
+            )
             assert torch.allclose(image_tangent(x, name, ref, padding), d, atol=1e-12), (name, shape)
 
 

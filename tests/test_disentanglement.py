@@ -150,8 +150,9 @@ def test_sap_known_answers(samples):
 
 
 def test_evaluate_seeded_and_independent_of_selection(ds, reps):
-    cfg = replace(preset_config("quick"), factorvae=FVAE, betavae=BVAE,
-                  dci=DCIConfig(importance="random_forest", n_estimators=10))
+    cfg = replace(
+        preset_config("quick"), factorvae=FVAE, betavae=BVAE, dci=DCIConfig(importance="random_forest", n_estimators=10)
+    )
     cfg = replace(cfg, samples=replace(cfg.samples, num_train=600, num_test=300))
     a = evaluate(ds, reps["mixed"], "factorvae,mig,sap", seed=5, config=cfg, progress=False)
     b = evaluate(ds, reps["mixed"], ["sap", "mig", "factorvae", "dci"], seed=5, config=cfg, progress=False)
@@ -178,8 +179,13 @@ def test_bad_input_errors():
 
 def test_representation_fn_shape_is_checked(ds):
     with pytest.raises(DisentanglementError, match=r"codes \[n, D\] for n=64"):
-        factor_vae_score(ds, lambda obs: np.zeros(obs.shape[0]), np.random.default_rng(0),
-                         replace(FVAE, batch_size=64), progress=False)
+        factor_vae_score(
+            ds,
+            lambda obs: np.zeros(obs.shape[0]),
+            np.random.default_rng(0),
+            replace(FVAE, batch_size=64),
+            progress=False,
+        )
 
 
 def test_factor_file_round_trip_and_errors(tmp_path, ds):
@@ -222,8 +228,23 @@ def test_cli_writes_json_and_plot(tmp_path, ds, capsys):
     data.mkdir()
     save_factor_npz(data, obs, grid, ["w", "x", "y", "z"])
     out = tmp_path / "res" / "scores.json"
-    args = ["eval", "disentanglement", "--run", str(ckpt), "--data", str(data), "--preset", "quick",
-            "--metrics", "factorvae,mig,sap", "--seed", "3", "--out", str(out), "--no-progress"]
+    args = [
+        "eval",
+        "disentanglement",
+        "--run",
+        str(ckpt),
+        "--data",
+        str(data),
+        "--preset",
+        "quick",
+        "--metrics",
+        "factorvae,mig,sap",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(args) == 0
     res = json.loads(out.read_text())
     assert set(res["scores"]) == {"factorvae", "mig", "sap"} and res["factors"]["sizes"] == list(SIZES)

@@ -14,14 +14,19 @@ from worldmodel.models.gqn import GQN
 from worldmodel.models.gqn_config import GQNConfig
 from worldmodel.train.engine import rng_state, set_rng_state
 
-CFG = GQNConfig(image_size=16, r_channels=16, hidden_channels=8, z_channels=2, generation_steps=2, kernel_size=3,
-                shared_core=False)
+CFG = GQNConfig(
+    image_size=16, r_channels=16, hidden_channels=8, z_channels=2, generation_steps=2, kernel_size=3, shared_core=False
+)
 
 
 def _batch(seed: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return {"context_frames": torch.rand(4, 2, 3, 16, 16, generator=g), "context_viewpoints": torch.randn(4, 2, 7, generator=g),
-            "query_frame": torch.rand(4, 3, 16, 16, generator=g), "query_viewpoint": torch.randn(4, 7, generator=g)}
+    return {
+        "context_frames": torch.rand(4, 2, 3, 16, 16, generator=g),
+        "context_viewpoints": torch.randn(4, 2, 7, generator=g),
+        "query_frame": torch.rand(4, 3, 16, 16, generator=g),
+        "query_viewpoint": torch.randn(4, 7, generator=g),
+    }
 
 
 def _step(model: GQN, opt: torch.optim.Optimizer, seed: int) -> float:
@@ -40,7 +45,8 @@ def _trained(tmp_path):
     for s in range(3):
         _step(model, opt, s)
     path = ckpt.save_checkpoint(
-        tmp_path / "checkpoints" / ckpt.step_dir_name(3), model.state_dict(),
+        tmp_path / "checkpoints" / ckpt.step_dir_name(3),
+        model.state_dict(),
         {"learner": "gqn", "model": dataclasses.asdict(CFG), "step": 3},
         {"step": 3, "optimizer": opt.state_dict(), "rng": rng_state(), "nested": {7: (1, 2.5, None), "s": ["a"]}},
     )
@@ -51,7 +57,10 @@ def _trained(tmp_path):
 def test_round_trip_is_bit_exact_and_training_continues_identically(tmp_path):
     model, opt, path = _trained(tmp_path)
     assert sorted(p.name for p in path.iterdir()) == [
-        "config.json", "model.safetensors", "train_state.json", "train_state.safetensors"
+        "config.json",
+        "model.safetensors",
+        "train_state.json",
+        "train_state.safetensors",
     ]
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
 

@@ -18,7 +18,9 @@ from worldmodel.train.engine import LossModule, step_seed
 from worldmodel.train.logger import read_metrics
 from worldmodel.train.synthetic import write_synthetic_dataset
 
-CFG = dict(image_size=16, r_channels=16, hidden_channels=8, z_channels=2, generation_steps=2, kernel_size=3, shared_core=False)
+CFG = dict(
+    image_size=16, r_channels=16, hidden_channels=8, z_channels=2, generation_steps=2, kernel_size=3, shared_core=False
+)
 
 # Runs in each torchrun process: the engine's DDP set-up, one backward on this rank's half of a
 # fixed global batch, rank 0 saves the averaged gradients; then the real CLI trains a few steps.
@@ -38,18 +40,22 @@ WORKER = textwrap.dedent(
     model = GQN(GQNConfig(**cfg))
     wrapped = torch.nn.parallel.DistributedDataParallel(LossModule(model))
     g = torch.Generator().manual_seed(1)
-    full = {"context_frames": torch.rand(4, 2, 3, 16, 16, generator=g), "context_viewpoints": torch.randn(4, 2, 7, generator=g),
-            "query_frame": torch.rand(4, 3, 16, 16, generator=g), "query_viewpoint": torch.randn(4, 7, generator=g)}
+    full = {
+        "context_frames": torch.rand(4, 2, 3, 16, 16, generator=g),
+        "context_viewpoints": torch.randn(4, 2, 7, generator=g),
+        "query_frame": torch.rand(4, 3, 16, 16, generator=g),
+        "query_viewpoint": torch.randn(4, 7, generator=g),
+    }
     half = {k: v[2 * info.rank: 2 * info.rank + 2] for k, v in full.items()}
     torch.manual_seed(step_seed(0, info.rank, 0))
     wrapped(half)["loss"].backward()
     if info.is_main:
         save_file({n: p.grad for n, p in model.named_parameters()}, out)
     from agents.cli import main
-    code = main(["train", "gqn", "--data", data, "--out", run, "--steps", "4", "--batch-size", "4", "--image-size", "16",
-                 "--r-channels", "16", "--hidden-channels", "8", "--z-channels", "2", "--generation-steps", "2",
-                 "--kernel-size", "3", "--max-context", "2", "--ckpt-every", "2", "--eval-every", "2", "--eval-batches", "1",
-                 "--image-every", "0", "--no-progress", "--device", "cpu"])
+    code = main(["train", "gqn", "--data", data, "--out", run, "--steps", "4", "--batch-size", "4",
+                 "--image-size", "16", "--r-channels", "16", "--hidden-channels", "8", "--z-channels", "2",
+                 "--generation-steps", "2", "--kernel-size", "3", "--max-context", "2", "--ckpt-every", "2",
+                 "--eval-every", "2", "--eval-batches", "1", "--image-every", "0", "--no-progress", "--device", "cpu"])
     sys.exit(code)
     """
 )
@@ -62,9 +68,23 @@ def test_ddp_two_processes_match_single_process_gradients_and_train(tmp_path):
     grads_path, run = tmp_path / "grads.safetensors", tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
-         str(grads_path), str(data), str(run), json.dumps(CFG)],
-        env=env, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(script),
+            str(grads_path),
+            str(data),
+            str(run),
+            json.dumps(CFG),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
@@ -72,13 +92,17 @@ def test_ddp_two_processes_match_single_process_gradients_and_train(tmp_path):
     torch.manual_seed(0)
     model = GQN(GQNConfig(**CFG))
     g = torch.Generator().manual_seed(1)
-    full = {"context_frames": torch.rand(4, 2, 3, 16, 16, generator=g), "context_viewpoints": torch.randn(4, 2, 7, generator=g),
-            "query_frame": torch.rand(4, 3, 16, 16, generator=g), "query_viewpoint": torch.randn(4, 7, generator=g)}
+    full = {
+        "context_frames": torch.rand(4, 2, 3, 16, 16, generator=g),
+        "context_viewpoints": torch.randn(4, 2, 7, generator=g),
+        "query_frame": torch.rand(4, 3, 16, 16, generator=g),
+        "query_viewpoint": torch.randn(4, 7, generator=g),
+    }
     module = LossModule(model)
     losses = []
     for r in range(2):
         torch.manual_seed(step_seed(0, r, 0))
-        losses.append(module({k: v[2 * r: 2 * r + 2] for k, v in full.items()})["loss"])
+        losses.append(module({k: v[2 * r : 2 * r + 2] for k, v in full.items()})["loss"])
     (0.5 * (losses[0] + losses[1])).backward()  # = mean over the 4 scenes of the global batch
     ddp_grads = load_file(str(grads_path))
     assert set(ddp_grads) == {n for n, _ in model.named_parameters()}

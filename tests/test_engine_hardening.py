@@ -21,14 +21,25 @@ from worldmodel.atomic import file_sha256
 from worldmodel.train import logger as run_logger
 from worldmodel.train.synthetic import write_synthetic_dataset
 
-MODEL = dict(image_size=16, r_channels=16, hidden_channels=8, z_channels=2, generation_steps=2, kernel_size=3, max_context=3)
+MODEL = dict(
+    image_size=16, r_channels=16, hidden_channels=8, z_channels=2, generation_steps=2, kernel_size=3, max_context=3
+)
 
 
 def _configs(data, out, **train):
     from worldmodel.train.engine import resolve_configs
 
-    values = dict(data=str(data), out=str(out), steps=2, batch_size=4, progress=False, eval_every=0, image_every=0,
-                  ckpt_every=1, log_every=1)
+    values = dict(
+        data=str(data),
+        out=str(out),
+        steps=2,
+        batch_size=4,
+        progress=False,
+        eval_every=0,
+        image_every=0,
+        ckpt_every=1,
+        log_every=1,
+    )
     values.update(train)
     return resolve_configs("gqn", None, MODEL, values)
 
@@ -77,7 +88,9 @@ def test_a_kill_between_the_renames_of_an_overwrite_loses_no_checkpoint(tmp_path
     final = root / ckpt.step_dir_name(5)
     ckpt.save_checkpoint(final, {"w": torch.full((3,), 1.0)}, {"learner": "gqn", "model": {}, "step": 5})
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", _KILL_MID_OVERWRITE, str(final)], env=env, capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_MID_OVERWRITE, str(final)], env=env, capture_output=True, timeout=120
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     assert not final.exists()  # the window the issue describes: neither copy under the final name
 
@@ -89,7 +102,9 @@ def test_a_kill_between_the_renames_of_an_overwrite_loses_no_checkpoint(tmp_path
     assert not final.exists()
 
     # the writer repairs it before its next save (and prune keeps it)
-    ckpt.save_checkpoint(root / ckpt.step_dir_name(6), {"w": torch.zeros(3)}, {"learner": "gqn", "model": {}, "step": 6})
+    ckpt.save_checkpoint(
+        root / ckpt.step_dir_name(6), {"w": torch.zeros(3)}, {"learner": "gqn", "model": {}, "step": 6}
+    )
     ckpt.prune_checkpoints(root, keep=2)
     assert [p.name for p in ckpt.list_checkpoints(root)] == [ckpt.step_dir_name(5), ckpt.step_dir_name(6)]
     assert not [p for p in root.iterdir() if p.name.startswith(".")]

@@ -44,12 +44,31 @@ class FlakyGQN(GQN):
 
 @pytest.fixture(scope="module", autouse=True)
 def flaky_learner():
-    register_learner(LearnerSpec(
-        name="flaky-gqn", config_class=FlakyConfig, builder=FlakyGQN, loader="gqn", loader_options=("max_context",),
-        presets={"tiny": {"model": dict(image_size=16, r_channels=16, hidden_channels=8, z_channels=2, generation_steps=2,
-                                        kernel_size=3, max_context=2)}},
-        default_preset="tiny", description="test learner",
-    ), replace=True)
+    register_learner(
+        LearnerSpec(
+            name="flaky-gqn",
+            config_class=FlakyConfig,
+            builder=FlakyGQN,
+            loader="gqn",
+            loader_options=("max_context",),
+            presets={
+                "tiny": {
+                    "model": dict(
+                        image_size=16,
+                        r_channels=16,
+                        hidden_channels=8,
+                        z_channels=2,
+                        generation_steps=2,
+                        kernel_size=3,
+                        max_context=2,
+                    )
+                }
+            },
+            default_preset="tiny",
+            description="test learner",
+        ),
+        replace=True,
+    )
     yield
     unregister_learner("flaky-gqn")
 
@@ -61,9 +80,23 @@ def dataset(tmp_path_factory):
 
 @pytest.mark.parametrize("bad_value", [float("nan"), float("inf")])
 def test_non_finite_loss_stops_with_the_step_and_keeps_last_good_checkpoint(dataset, tmp_path, bad_value):
-    model_cfg, cfg = resolve_configs("flaky-gqn", None, {"bad_value": bad_value}, dict(
-        data=str(dataset), out=str(tmp_path / "run"), steps=20, batch_size=4, ckpt_every=2, keep_checkpoints=5,
-        eval_every=0, image_every=0, progress=False, device="cpu"))
+    model_cfg, cfg = resolve_configs(
+        "flaky-gqn",
+        None,
+        {"bad_value": bad_value},
+        dict(
+            data=str(dataset),
+            out=str(tmp_path / "run"),
+            steps=20,
+            batch_size=4,
+            ckpt_every=2,
+            keep_checkpoints=5,
+            eval_every=0,
+            image_every=0,
+            progress=False,
+            device="cpu",
+        ),
+    )
     trainer = Trainer("flaky-gqn", model_cfg, cfg)
     with pytest.raises(TrainingDiverged, match=f"the loss is {bad_value} at step {BAD_STEP}") as info:
         trainer.fit()
@@ -81,8 +114,27 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_last_good_checkpoint(data
 def test_cli_exit_code_and_message(dataset, tmp_path, capsys):
     from agents.cli import main
 
-    code = main(["train", "flaky-gqn", "--data", str(dataset), "--out", str(tmp_path / "r"), "--steps", "8",
-                 "--batch-size", "4", "--ckpt-every", "3", "--eval-every", "0", "--no-progress", "--bad-step", "4"])
+    code = main(
+        [
+            "train",
+            "flaky-gqn",
+            "--data",
+            str(dataset),
+            "--out",
+            str(tmp_path / "r"),
+            "--steps",
+            "8",
+            "--batch-size",
+            "4",
+            "--ckpt-every",
+            "3",
+            "--eval-every",
+            "0",
+            "--no-progress",
+            "--bad-step",
+            "4",
+        ]
+    )
     assert code == 3
     err = capsys.readouterr().err
     assert "the loss is nan at step 4" in err and "step_00000003" in err

@@ -19,12 +19,56 @@ STEPS = 60
 
 
 def _args(data, out):
-    return ["train", "gqn", "--data", str(data), "--out", str(out), "--steps", str(STEPS), "--batch-size", "4",
-            "--image-size", "16", "--r-channels", "16", "--hidden-channels", "8", "--z-channels", "2",
-            "--generation-steps", "2", "--kernel-size", "3", "--no-shared-core", "--max-context", "3",
-            "--sigma-anneal-steps", "40", "--lr-anneal-steps", "50", "--ckpt-every", "10", "--eval-every", "20",
-            "--eval-batches", "1", "--image-every", "0", "--log-every", "5", "--val-fraction", "0.2",
-            "--no-progress", "--device", "cpu", "--seed", "7", "--lr", "0.001"]
+    return [
+        "train",
+        "gqn",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--steps",
+        str(STEPS),
+        "--batch-size",
+        "4",
+        "--image-size",
+        "16",
+        "--r-channels",
+        "16",
+        "--hidden-channels",
+        "8",
+        "--z-channels",
+        "2",
+        "--generation-steps",
+        "2",
+        "--kernel-size",
+        "3",
+        "--no-shared-core",
+        "--max-context",
+        "3",
+        "--sigma-anneal-steps",
+        "40",
+        "--lr-anneal-steps",
+        "50",
+        "--ckpt-every",
+        "10",
+        "--eval-every",
+        "20",
+        "--eval-batches",
+        "1",
+        "--image-every",
+        "0",
+        "--log-every",
+        "5",
+        "--val-fraction",
+        "0.2",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--seed",
+        "7",
+        "--lr",
+        "0.001",
+    ]
 
 
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
@@ -50,7 +94,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert 25 <= last < STEPS
 
-    resumed = subprocess.run(cmd + _args(data, killed) + ["--resume"], env=env, capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(
+        cmd + _args(data, killed) + ["--resume"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     # the uninterrupted reference, same command in this process
@@ -80,9 +126,21 @@ def test_resume_refuses_changed_model_and_missing_checkpoint(tmp_path, capsys):
     with pytest.raises(ValueError, match="already holds checkpoints"):
         from worldmodel.train.engine import Trainer, resolve_configs
 
-        m, t = resolve_configs("gqn", None, dict(image_size=16, r_channels=16, hidden_channels=8, z_channels=2,
-                                                 generation_steps=2, kernel_size=3, shared_core=False, max_context=3),
-                               dict(data=str(data), out=str(out), steps=2, progress=False))
+        m, t = resolve_configs(
+            "gqn",
+            None,
+            dict(
+                image_size=16,
+                r_channels=16,
+                hidden_channels=8,
+                z_channels=2,
+                generation_steps=2,
+                kernel_size=3,
+                shared_core=False,
+                max_context=3,
+            ),
+            dict(data=str(data), out=str(out), steps=2, progress=False),
+        )
         Trainer("gqn", m, t).fit()
     capsys.readouterr()
     assert main(base + ["--resume", "--hidden-channels", "16"]) == 2

@@ -21,7 +21,9 @@ SOURCES = {
 
 
 def _render_all(size: int = 24) -> dict[str, np.ndarray]:
-    return {src: generate_scene(src, seed=3, index=1, views=2, size=size, **opts).frames for src, opts in SOURCES.items()}
+    return {
+        src: generate_scene(src, seed=3, index=1, views=2, size=size, **opts).frames for src, opts in SOURCES.items()
+    }
 
 
 def _child(parent_renderers: set[int], queue) -> None:

@@ -17,8 +17,15 @@ SIZE = 16
 
 
 def tiny(**kw) -> GQNConfig:
-    base = dict(image_size=SIZE, r_channels=16, hidden_channels=8, z_channels=2, generation_steps=3, kernel_size=3,
-                position_scale=1.0)
+    base = dict(
+        image_size=SIZE,
+        r_channels=16,
+        hidden_channels=8,
+        z_channels=2,
+        generation_steps=3,
+        kernel_size=3,
+        position_scale=1.0,
+    )
     base.update(kw)
     return GQNConfig(**base)
 
@@ -45,7 +52,8 @@ def test_inference_core_receives_the_downsampled_canvas_and_the_likelihood_reach
     out = model.loss(batch())
     hook.remove()
     hid = model.config.hidden_channels
-    # the canvas u_{l-1} [B, hid, H, W] enters, the latent grid [B, hid, H/4, W/4] leaves (once per step after the first)
+    # the canvas u_{l-1} [B, hid, H, W] enters, the latent grid [B, hid, H/4, W/4] leaves (once per step after the
+    # first)
     assert seen and all(i == (2, hid, SIZE, SIZE) and o == (2, hid, SIZE // 4, SIZE // 4) for i, o in seen)
     assert len(seen) == (model.config.generation_steps - 1 if shared else 1)
     # the inference core's input convolution takes (h^g, downsampled u, h^e)
@@ -87,7 +95,9 @@ def test_every_trainable_parameter_gets_a_gradient_for_every_L(steps, shared, ca
     torch.manual_seed(0)
     model = GQN(tiny(generation_steps=steps, shared_core=shared, inference_canvas=canvas))
     model.loss(batch())["loss"].backward()
-    unused = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))]
+    unused = [
+        n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))
+    ]
     assert unused == []
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     assert frozen == (["generator.prior_head.weight"] if steps == 1 else [])

@@ -19,9 +19,19 @@ SIZE = 32
 
 
 def tiny(**kw) -> GQNConfig:
-    base = dict(image_size=SIZE, representation="lifted", features="spatial", r_channels=16, hidden_channels=8,
-                z_channels=2, generation_steps=2, volume_size=(6, 6, 4), volume_channels=4, ray_samples=6,
-                position_scale=1.5)
+    base = dict(
+        image_size=SIZE,
+        representation="lifted",
+        features="spatial",
+        r_channels=16,
+        hidden_channels=8,
+        z_channels=2,
+        generation_steps=2,
+        volume_size=(6, 6, 4),
+        volume_channels=4,
+        ray_samples=6,
+        position_scale=1.5,
+    )
     base.update(kw)
     return GQNConfig(**base)
 
@@ -89,7 +99,9 @@ def test_lifted_gqn_loss_gradients_and_sum_aggregation():
     v_q = b["query_viewpoint"]
     r = model.represent(b["context_frames"], b["context_viewpoints"], v_q)
     perm = torch.tensor([2, 0, 1])
-    assert torch.allclose(r, model.represent(b["context_frames"][:, perm], b["context_viewpoints"][:, perm], v_q), atol=1e-5)
+    assert torch.allclose(
+        r, model.represent(b["context_frames"][:, perm], b["context_viewpoints"][:, perm], v_q), atol=1e-5
+    )
     # psi sees positions over position_scale (the GQN's input scaling) and lifts them back to metres
     vol = sum(model.psi(b["context_frames"][:, i], model._viewpoints(b["context_viewpoints"][:, i])) for i in range(3))
     grid = SIZE // 4

@@ -57,7 +57,12 @@ def test_shapes_kl_and_gradients_of_every_variant(representation, shared):
     if representation != "tower":  # pooled representations are broadcast: constant over space
         assert torch.allclose(r, r[..., :1, :1].expand_as(r))
     assert model.encode(b["query_frame"], b["query_viewpoint"]).shape == (3, r_channels)
-    assert model.generate(b["context_frames"], b["context_viewpoints"], b["query_viewpoint"]).shape == (3, 3, SIZE, SIZE)
+    assert model.generate(b["context_frames"], b["context_viewpoints"], b["query_viewpoint"]).shape == (
+        3,
+        3,
+        SIZE,
+        SIZE,
+    )
     recon = model.reconstruct(b["context_frames"], b["context_viewpoints"], b["query_frame"], b["query_viewpoint"])
     assert recon.shape == (3, 3, SIZE, SIZE) and 0 <= recon.min() and recon.max() <= 1
     grid_img = model.visualise(b)["context|query|reconstruction|prior_sample"]
@@ -86,7 +91,9 @@ def test_representation_is_a_sum_over_views_independent_of_order():
     perm = torch.tensor([2, 0, 3, 1])
     r_perm = model.represent(b["context_frames"][:, perm], b["context_viewpoints"][:, perm])
     assert torch.allclose(r, r_perm, atol=1e-5)
-    singles = sum(model.represent(b["context_frames"][:, i : i + 1], b["context_viewpoints"][:, i : i + 1]) for i in range(4))
+    singles = sum(
+        model.represent(b["context_frames"][:, i : i + 1], b["context_viewpoints"][:, i : i + 1]) for i in range(4)
+    )
     assert torch.allclose(r, singles, atol=1e-5)
     empty = model.represent(b["context_frames"][:, :0], b["context_viewpoints"][:, :0])
     assert empty.shape == r.shape and torch.count_nonzero(empty) == 0
@@ -124,7 +131,12 @@ def test_registry_presets_and_errors():
     spec = get_learner("gqn")
     paper = spec.make_config("paper")
     assert (paper.image_size, paper.r_channels, paper.hidden_channels, paper.generation_steps, paper.shared_core) == (
-        64, 256, 128, 12, False)
+        64,
+        256,
+        128,
+        12,
+        False,
+    )
     assert spec.preset("paper")["train"]["batch_size"] == 36
     with pytest.raises(ValueError, match="valid values: 'small', 'paper'"):
         spec.make_config("huge")
@@ -143,8 +155,11 @@ def test_frozen_encoder_from_a_trained_checkpoint(tmp_path):
     model = GQN(cfg)
     import dataclasses
 
-    save_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000001", model.state_dict(),
-                    {"learner": "gqn", "model": dataclasses.asdict(cfg), "step": 1})
+    save_checkpoint(
+        tmp_path / "run" / "checkpoints" / "step_00000001",
+        model.state_dict(),
+        {"learner": "gqn", "model": dataclasses.asdict(cfg), "step": 1},
+    )
     enc = load_encoder(str(tmp_path / "run"))  # a run directory resolves to its newest checkpoint
     assert enc.feature_dim == 16 and enc.image_size == SIZE and enc.name == "gqn"
     assert not enc.model.training and not any(p.requires_grad for p in enc.parameters())

@@ -11,8 +11,16 @@ from worldmodel.train.engine import Trainer, resolve_configs
 from worldmodel.train.logger import read_metrics
 from worldmodel.train.synthetic import write_synthetic_dataset
 
-TINY_MODEL = dict(image_size=16, r_channels=16, hidden_channels=8, z_channels=2, generation_steps=2, kernel_size=3,
-                  max_context=3, sigma_anneal_steps=0)
+TINY_MODEL = dict(
+    image_size=16,
+    r_channels=16,
+    hidden_channels=8,
+    z_channels=2,
+    generation_steps=2,
+    kernel_size=3,
+    max_context=3,
+    sigma_anneal_steps=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +29,27 @@ def dataset(tmp_path_factory):
 
 
 def test_elbo_improves_within_a_few_dozen_steps(dataset, tmp_path):
-    model_cfg, cfg = resolve_configs("gqn", "small", TINY_MODEL, dict(
-        data=str(dataset), out=str(tmp_path / "run"), steps=40, batch_size=8, lr=5e-3, lr_final=5e-3,
-        val_fraction=0.2, eval_every=10, eval_batches=2, ckpt_every=20, image_every=20, log_every=5, progress=False,
-        device="cpu",
-    ))
+    model_cfg, cfg = resolve_configs(
+        "gqn",
+        "small",
+        TINY_MODEL,
+        dict(
+            data=str(dataset),
+            out=str(tmp_path / "run"),
+            steps=40,
+            batch_size=8,
+            lr=5e-3,
+            lr_final=5e-3,
+            val_fraction=0.2,
+            eval_every=10,
+            eval_batches=2,
+            ckpt_every=20,
+            image_every=20,
+            log_every=5,
+            progress=False,
+            device="cpu",
+        ),
+    )
     result = Trainer("gqn", model_cfg, cfg, preset="small").fit()
     evals = read_metrics(result.run_dir, "eval")
     assert [e["step"] for e in evals] == [0, 10, 20, 30, 40]
@@ -50,8 +74,17 @@ def test_elbo_improves_within_a_few_dozen_steps(dataset, tmp_path):
     acc.Reload()
     tags = acc.Tags()
     assert "images/context|query|reconstruction|prior_sample" in tags["images"]
-    assert {"train/loss", "train/kl", "train/nll", "train/sigma", "train/lr", "train/grad_norm",
-            "train/throughput/scenes_per_s", "val/elbo", "val/bits_per_dim"} <= set(tags["scalars"])
+    assert {
+        "train/loss",
+        "train/kl",
+        "train/nll",
+        "train/sigma",
+        "train/lr",
+        "train/grad_norm",
+        "train/throughput/scenes_per_s",
+        "val/elbo",
+        "val/bits_per_dim",
+    } <= set(tags["scalars"])
 
 
 def test_cli_rejects_bad_options_with_the_valid_values(dataset, tmp_path, capsys):
@@ -62,10 +95,25 @@ def test_cli_rejects_bad_options_with_the_valid_values(dataset, tmp_path, capsys
     assert "invalid choice: 'cube'" in capsys.readouterr().err
     code = main(["train", "gqn", "--data", str(dataset), "--out", str(tmp_path / "r"), "--device", "tpu"])
     assert code == 2 and "valid values" in capsys.readouterr().err
-    code = main(["train", "gqn", "--data", str(dataset), "--out", str(tmp_path / "r"), "--image-size", "32",
-                 "--steps", "1", "--no-progress"])
+    code = main(
+        [
+            "train",
+            "gqn",
+            "--data",
+            str(dataset),
+            "--out",
+            str(tmp_path / "r"),
+            "--image-size",
+            "32",
+            "--steps",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 2 and "16px images" in capsys.readouterr().err
     # resolved configuration: defaults < preset < explicit options
     assert main(["train", "gqn", "--preset", "paper", "--hidden-channels", "96", "--print-config"]) == 0
     cfg = json.loads(capsys.readouterr().out)
-    assert cfg["model"]["hidden_channels"] == 96 and cfg["model"]["r_channels"] == 256 and cfg["train"]["batch_size"] == 36
+    assert (
+        cfg["model"]["hidden_channels"] == 96 and cfg["model"]["r_channels"] == 256 and cfg["train"]["batch_size"] == 36
+    )

@@ -216,7 +216,10 @@ def test_v1_scenes_show_the_v1_world():
 
 
 def test_target_marker_sits_on_the_floor_under_the_target_and_changes_only_pixels():
-    plain, marked = make(obs="pixels", camera="random", size=64), make(obs="pixels", camera="random", size=64, target_marker=True)
+    plain, marked = (
+        make(obs="pixels", camera="random", size=64),
+        make(obs="pixels", camera="random", size=64, target_marker=True),
+    )
     ids = marked.unwrapped._ids
     assert plain.unwrapped._ids.marker_mocap == -1 and ids.marker_mocap >= 0
     changed = 0
@@ -234,7 +237,9 @@ def test_target_marker_sits_on_the_floor_under_the_target_and_changes_only_pixel
     # its colour is a darker shade of the target's, set by the domain
     mat = ids.materials["target_marker"]
     np.testing.assert_allclose(
-        marked.unwrapped.model.mat_rgba[mat, :3], jm.MARKER_SHADE * np.asarray(marked.unwrapped.domain.target_rgb), atol=1e-6
+        marked.unwrapped.model.mat_rgba[mat, :3],
+        jm.MARKER_SHADE * np.asarray(marked.unwrapped.domain.target_rgb),
+        atol=1e-6,
     )
     s1 = make(obs="state", target_marker=True).reset(seed=3)[0]
     np.testing.assert_array_equal(s1, make(obs="state").reset(seed=3)[0])

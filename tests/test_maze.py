@@ -301,7 +301,9 @@ def test_walls_are_never_crossed():
     assert u.agent_pose[0] == pytest.approx(cx + 0.5 - u.agent_radius) and u.agent_pose[1] == pytest.approx(cy)
     assert u.agent_cell == (r, c)
     # At an angle: the normal part is removed, the agent slides along the wall.
-    u.set_agent_pose(cx + 0.5 - u.agent_radius, cy, math.radians(60) if r > 0 and grid[r - 1, c] == FREE else -math.radians(60))
+    u.set_agent_pose(
+        cx + 0.5 - u.agent_radius, cy, math.radians(60) if r > 0 and grid[r - 1, c] == FREE else -math.radians(60)
+    )
     _, _, _, _, info = env.step(0)
     assert info["collided"] and u.agent_pose[0] == pytest.approx(cx + 0.5 - u.agent_radius)
     assert abs(u.agent_pose[1] - cy) == pytest.approx(0.25 * math.sin(math.radians(60)))
@@ -344,13 +346,18 @@ def test_rendered_scene_matches_layout():
     """Walls, floor, sky and goal appear where the grid says (plain colours from a custom domain)."""
     from envs.domain import Domain
 
-    domain = Domain(wall_rgb=(0.9, 0.1, 0.1), floor_rgb=(0.1, 0.8, 0.1), floor_texture="none", target_rgb=(0.1, 0.1, 0.9))
+    domain = Domain(
+        wall_rgb=(0.9, 0.1, 0.1), floor_rgb=(0.1, 0.8, 0.1), floor_texture="none", target_rgb=(0.1, 0.1, 0.9)
+    )
     env = make(size=64, domain=domain, render_mode="rgb_array")
     env.reset(seed=2)
     u = env.unwrapped
     grid = u.layout.grid
     r, c = next(
-        (r, c) for r in range(7) for c in range(6) if grid[r, c] == FREE and grid[r, c + 1] == WALL and (r, c) != u.layout.goal
+        (r, c)
+        for r in range(7)
+        for c in range(6)
+        if grid[r, c] == FREE and grid[r, c + 1] == WALL and (r, c) != u.layout.goal
     )
     cx, cy = u.world.to_world(*cell_centre(7, (r, c)))
     u.set_agent_pose(cx, cy, 0.0)  # half a metre from a wall: it fills the view
@@ -398,7 +405,10 @@ def test_render_map_shows_walls_goal_and_agent():
     gx, gy = u.world.to_grid(*u.agent_pose[:2])
     assert tuple(m[int((7 - gy) * 10), int(gx * 10)]) in (MAP_COLOURS["agent"], MAP_COLOURS["heading"])
     assert u.render_map(size=21, agent=False).shape == (21, 21, 3)
-    assert not colours["agent"].any() or not np.all(u.render_map(agent=False) == np.array(MAP_COLOURS["agent"]), axis=-1).any()
+    assert (
+        not colours["agent"].any()
+        or not np.all(u.render_map(agent=False) == np.array(MAP_COLOURS["agent"]), axis=-1).any()
+    )
 
 
 def test_domains_and_colours():
@@ -476,7 +486,8 @@ def test_subproc_vec_env():
     # no child ever finalises a GL context it inherited.
     gc.collect()
     vec = SubprocVecEnv(
-        [partial(gym.make, "envs:wm/Maze-v0", size=SMALL, obs="pixels+viewpoint") for _ in range(2)], start_method="fork"
+        [partial(gym.make, "envs:wm/Maze-v0", size=SMALL, obs="pixels+viewpoint") for _ in range(2)],
+        start_method="fork",
     )
     try:
         vec.seed(3)
@@ -495,7 +506,9 @@ def test_subproc_vec_env():
 def test_maze_scene_generator():
     a = generate_scene("maze", seed=1, index=2, views=6, size=SMALL, camera="random", map_size=35)
     c = generate_scene("maze", seed=1, index=3, views=6, size=SMALL, camera="random", map_size=35, goal=True)
-    b = generate_scene("maze", seed=1, index=2, views=6, size=SMALL, camera="random", map_size=35)  # nothing leaks from c
+    b = generate_scene(
+        "maze", seed=1, index=2, views=6, size=SMALL, camera="random", map_size=35
+    )  # nothing leaks from c
     assert a.frames.shape == (6, SMALL, SMALL, 3) and a.cameras.shape == (6, 5)
     assert a.frames.tobytes() == b.frames.tobytes() and np.array_equal(a.cameras, b.cameras)
     assert np.array_equal(a.extras["map"], b.extras["map"])

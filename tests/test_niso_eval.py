@@ -32,7 +32,7 @@ def test_gram_features_are_invariant_to_latent_rotations():
     x = torch.rand(2, 1, 16, 16)
     a = model.project_images(x).detach()
     q, _ = torch.linalg.qr(torch.randn(8, 8))
-    gram = lambda m: (m.transpose(1, 2) @ m)  # noqa: E731
+    gram = lambda m: m.transpose(1, 2) @ m  # noqa: E731
     torch.testing.assert_close(gram(q @ a), gram(a), atol=1e-4, rtol=1e-4)
     feats = model.features(x, "gram").detach()
     iu = torch.triu_indices(8, 8)
@@ -79,8 +79,15 @@ def test_pose_eval_reports_per_skip_errors(scenes):
     ae = build_niso("tiny", in_channels=3, mode="autoencoder", features="grid")
     full = SceneDataset(scenes)
     train, test = SceneSubset(full, range(8)), SceneSubset(full, range(8, 10))
-    res = pose_eval({"NISO": (niso, "tau"), "AE": (ae, "concat")}, train, test, train_pairs=64,
-                    test_pairs_per_skip=8, skips=(0, 2), head=HeadConfig(steps=30, hidden=32))
+    res = pose_eval(
+        {"NISO": (niso, "tau"), "AE": (ae, "concat")},
+        train,
+        test,
+        train_pairs=64,
+        test_pairs_per_skip=8,
+        skips=(0, 2),
+        head=HeadConfig(steps=30, hidden=32),
+    )
     assert res["NISO"]["feature_dim"] == 64 and res["AE"]["feature_dim"] == 2 * 64 * 8
     for name in ("NISO", "AE"):
         per = res[name]["per_skip"]
@@ -94,8 +101,23 @@ def test_wm_eval_niso_commands(tmp_path, scenes):
     niso = _save(build_niso("tiny"), tmp_path / "niso")
     ae = _save(build_niso("tiny", mode="autoencoder"), tmp_path / "ae")
     out = tmp_path / "cls.json"
-    code = wm(["eval", "niso", "classify", f"mine={niso}", str(ae), "--head-steps", "10", "--head-hidden", "16",
-               "--max-train", "100", "--out", str(out)])
+    code = wm(
+        [
+            "eval",
+            "niso",
+            "classify",
+            f"mine={niso}",
+            str(ae),
+            "--head-steps",
+            "10",
+            "--head-hidden",
+            "16",
+            "--max-train",
+            "100",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     rows = json.loads(out.read_text())["results"]
     assert [r["name"] for r in rows] == ["mine", "AE + aug"] and [r["features"] for r in rows] == ["gram", "grid"]
@@ -107,8 +129,34 @@ def test_wm_eval_niso_commands(tmp_path, scenes):
     rgb = _save(build_niso("tiny", in_channels=3), tmp_path / "rgb")
     rgb_ae = _save(build_niso("tiny", in_channels=3, mode="autoencoder"), tmp_path / "rgb_ae")
     out = tmp_path / "pose.json"
-    assert wm(["eval", "niso", "pose", "--niso", str(rgb), "--baseline", str(rgb_ae), "--data", str(scenes),
-               "--train-pairs", "32", "--test-pairs", "4", "--skips", "0", "1", "--head-steps", "5",
-               "--head-hidden", "16", "--out", str(out)]) == 0
+    assert (
+        wm(
+            [
+                "eval",
+                "niso",
+                "pose",
+                "--niso",
+                str(rgb),
+                "--baseline",
+                str(rgb_ae),
+                "--data",
+                str(scenes),
+                "--train-pairs",
+                "32",
+                "--test-pairs",
+                "4",
+                "--skips",
+                "0",
+                "1",
+                "--head-steps",
+                "5",
+                "--head-hidden",
+                "16",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     assert set(res["NISO"]["per_skip"]) == {"0", "1", "all"} and "AE + aug" in res

@@ -15,10 +15,23 @@ from worldmodel.train.engine import Trainer, resolve_configs
 
 
 def _train_config(tmp, data, steps, **over):
-    _, cfg = resolve_configs("niso", "tiny", {}, {
-        "data": str(data), "out": str(tmp), "steps": steps, "progress": False, "eval_every": 4, "eval_batches": 1,
-        "image_every": 4, "ckpt_every": 4, "log_every": 2, **over,
-    })
+    _, cfg = resolve_configs(
+        "niso",
+        "tiny",
+        {},
+        {
+            "data": str(data),
+            "out": str(tmp),
+            "steps": steps,
+            "progress": False,
+            "eval_every": 4,
+            "eval_batches": 1,
+            "image_every": 4,
+            "ckpt_every": 4,
+            "log_every": 2,
+            **over,
+        },
+    )
     return cfg
 
 
@@ -85,8 +98,11 @@ def test_engine_trains_on_digits_with_logs_checkpoints_and_resume(digits_run):
     model_cfg, _ = resolve_configs("niso", "tiny", {"image_size": 16, "in_channels": 1}, {})
     resumed = Trainer("niso", model_cfg, _train_config(out, "digits", 10), resume=True, preset="tiny").fit()
     assert resumed.step == 10
-    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
-             if json.loads(line)["kind"] == "train"]
+    steps = [
+        json.loads(line)["step"]
+        for line in (out / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["kind"] == "train"
+    ]
     assert steps == list(range(1, 11))
 
 

@@ -48,8 +48,9 @@ def test_probes_recover_linearly_encoded_state_and_not_constants():
     rotation, _ = np.linalg.qr(rng.normal(size=(state.shape[1], state.shape[1])))
     mix = rotation * rng.uniform(0.5, 2.0, state.shape[1])  # random, invertible and well conditioned
     assert np.linalg.cond(mix) < 10  # the features hold the whole state, recoverable without blowing up noise
-    result = run_probe(data, {"linear": _given(state @ mix), "constant": _given(np.ones((len(data), 4)))},
-                       FAST, progress=False)
+    result = run_probe(
+        data, {"linear": _given(state @ mix), "constant": _given(np.ones((len(data), 4)))}, FAST, progress=False
+    )
 
     assert result["split"]["by"] == "episode"
     assert set(result["quantities"]) == {"hand", "target", "target-hand", "joints"}
@@ -107,8 +108,9 @@ def test_episode_split_keeps_episodes_whole():
 def test_collect_probe_frames_jaco(tmp_path):
     from worldmodel.eval.probe_cli import load_probe_cache, save_probe_cache
 
-    data = collect_probe_frames("wm/JacoReach-v1", size=16, episodes=6, steps=8, frame_skip=4, context=1, seed=3,
-                                progress=False)
+    data = collect_probe_frames(
+        "wm/JacoReach-v1", size=16, episodes=6, steps=8, frame_skip=4, context=1, seed=3, progress=False
+    )
     # context 1, frame skip 4: records at steps 1 and 5 of each episode, each with the step before it
     assert len(data) == 12
     assert data.frames.shape == (12, 16, 16, 3) and data.frames.dtype == np.uint8
@@ -116,7 +118,11 @@ def test_collect_probe_frames_jaco(tmp_path):
     assert data.context_frames.shape == (12, 1, 16, 16, 3) and data.context_viewpoints.shape == (12, 1, 5)
     assert np.array_equal(data.episodes, np.repeat(np.arange(6), 2))
     assert {k: v.shape for k, v in data.quantities.items()} == {
-        "hand": (12, 3), "target": (12, 3), "target-hand": (12, 3), "joints": (12, 6)}
+        "hand": (12, 3),
+        "target": (12, 3),
+        "target-hand": (12, 3),
+        "joints": (12, 6),
+    }
     q = data.quantities
     np.testing.assert_allclose(q["target-hand"], q["target"] - q["hand"])
     for e in range(6):
@@ -133,8 +139,9 @@ def test_collect_probe_frames_jaco(tmp_path):
     assert not np.array_equal(per_step[0, 0], per_step[0, 1])  # the moving camera moves
     assert data.info["env_id"] == "wm/JacoReach-v1" and data.info["context"] == 1
 
-    again = collect_probe_frames("wm/JacoReach-v1", size=16, episodes=6, steps=8, frame_skip=4, context=1, seed=3,
-                                 progress=False)
+    again = collect_probe_frames(
+        "wm/JacoReach-v1", size=16, episodes=6, steps=8, frame_skip=4, context=1, seed=3, progress=False
+    )
     assert np.array_equal(again.frames, data.frames) and np.array_equal(again.quantities["joints"], q["joints"])
     other = collect_probe_frames("wm/JacoReach-v1", size=16, episodes=6, steps=8, frame_skip=4, seed=4, progress=False)
     assert other.context_frames is None and len(other) == 18  # no context: steps 0, 4, 8
@@ -168,11 +175,39 @@ def test_wm_eval_probe_cli(tmp_path, capsys):
     meta = {k: v for k, v in meta.items() if k not in ("files", "checkpoint_dir", "format", "version")}
     ckpt = save_checkpoint(tmp_path / "gqn", {k: v + 0.5 for k, v in fresh.items()}, {**meta, "step": 10})
     out, cache = tmp_path / "probe", tmp_path / "frames.npz"
-    argv = ["eval", "probe", "--encoder", f"mygqn={ckpt}", "--env", "wm/JacoReach-v1", "--camera", "moving",
-            "--out", str(out), "--episodes", "8", "--steps", "8", "--frame-skip", "4", "--views", "2",
-            "--probes", "ridge", "--pca-components", "6", "--cache", str(cache)]
-    proc = subprocess.run([sys.executable, "-m", "agents.cli", *argv], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")})
+    argv = [
+        "eval",
+        "probe",
+        "--encoder",
+        f"mygqn={ckpt}",
+        "--env",
+        "wm/JacoReach-v1",
+        "--camera",
+        "moving",
+        "--out",
+        str(out),
+        "--episodes",
+        "8",
+        "--steps",
+        "8",
+        "--frame-skip",
+        "4",
+        "--views",
+        "2",
+        "--probes",
+        "ridge",
+        "--pca-components",
+        "6",
+        "--cache",
+        str(cache),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "agents.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "probe.json").read_text())
     assert (out / "probe.png").stat().st_size > 0
@@ -204,8 +239,23 @@ def test_wm_eval_probe_cli(tmp_path, capsys):
 
     # Rerun in-process from the cache: same frames, same numbers.
     capsys.readouterr()
-    assert main([*argv[:-6], "--out", str(tmp_path / "again"), "--probes", "ridge", "--pca-components", "6",
-                 "--cache", str(cache), "--no-untrained"]) == 0
+    assert (
+        main(
+            [
+                *argv[:-6],
+                "--out",
+                str(tmp_path / "again"),
+                "--probes",
+                "ridge",
+                "--pca-components",
+                "6",
+                "--cache",
+                str(cache),
+                "--no-untrained",
+            ]
+        )
+        == 0
+    )
     again = json.loads((tmp_path / "again" / "probe.json").read_text())
     assert again["frames_source"] == "cache" and list(again["representations"]) == [reps[0], *reps[2:]]
     assert list(again["quantities"]) == quantities and again["data"] == result["data"]
@@ -236,7 +286,11 @@ def test_probe_env_kwargs_target_marker(tmp_path, capsys):
     from worldmodel.eval.probe_cli import parse_env_kwargs
 
     assert parse_env_kwargs(["target_marker=true", "n=3", "name=abc", "v=[1, 2]"]) == {
-        "target_marker": True, "n": 3, "name": "abc", "v": [1, 2]}
+        "target_marker": True,
+        "n": 3,
+        "name": "abc",
+        "v": [1, 2],
+    }
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_env_kwargs(["target_marker"])
 
@@ -251,8 +305,25 @@ def test_probe_env_kwargs_target_marker(tmp_path, capsys):
 
     ckpt = fake.save_tiny_gqn(tmp_path / "gqn", size=16)
     cache = tmp_path / "frames.npz"
-    common = ["eval", "probe", "--encoder", f"g={ckpt}", "--episodes", "8", "--steps", "4", "--frame-skip", "4",
-              "--probes", "ridge", "--pca-components", "4", "--no-untrained", "--cache", str(cache)]
+    common = [
+        "eval",
+        "probe",
+        "--encoder",
+        f"g={ckpt}",
+        "--episodes",
+        "8",
+        "--steps",
+        "4",
+        "--frame-skip",
+        "4",
+        "--probes",
+        "ridge",
+        "--pca-components",
+        "4",
+        "--no-untrained",
+        "--cache",
+        str(cache),
+    ]
     assert main([*common, "--out", str(tmp_path / "marked"), "--env-kwarg", "target_marker=true"]) == 0
     result = json.loads((tmp_path / "marked" / "probe.json").read_text())
     assert result["env_kwargs"] == {"target_marker": True} == result["data"]["env_kwargs"]

@@ -18,6 +18,12 @@ import worldmodel.data
 
 @pytest.mark.parametrize("package", [agents, envs, worldmodel, worldmodel.data])
 def test_every_exported_name_is_a_function_class_or_value_not_a_module(package):
+    import importlib
+    import pkgutil
+
+    # every submodule imported first: an export named like one would then be shadowed by it
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{info.name}")
     for name in package.__all__:
         value = getattr(package, name)
         assert not inspect.ismodule(value), f"{package.__name__}.{name} is a module"

@@ -90,8 +90,11 @@ def test_untrained_niso_twin(tmp_path):
     model = build_niso("tiny", in_channels=3)
     cfg = {f: getattr(model.config, f) for f in model.config.__dataclass_fields__}
     cfg["channels"], cfg["skips"] = list(cfg["channels"]), list(cfg["skips"])
-    src = save_checkpoint(tmp_path / "niso", {k: v + 0.25 for k, v in model.state_dict().items()},
-                          {"learner": "niso", "model": cfg, "step": 7})
+    src = save_checkpoint(
+        tmp_path / "niso",
+        {k: v + 0.25 for k, v in model.state_dict().items()},
+        {"learner": "niso", "model": cfg, "step": 7},
+    )
     out = make_untrained(src, tmp_path / "niso_untrained", seed=3)
     enc = load_encoder(str(out))
     assert enc.name == "niso" and enc.feature_dim == load_encoder(str(src)).feature_dim
@@ -101,11 +104,25 @@ def test_untrained_niso_twin(tmp_path):
 def test_wm_train_untrained_cli(tmp_path):
     run = _trained_gqn_run(tmp_path)
     out = tmp_path / "cli_untrained"
-    cmd = [sys.executable, "-m", "agents.cli", "train", "untrained", "--like", str(run), "--out", str(out), "--seed", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "agents.cli",
+        "train",
+        "untrained",
+        "--like",
+        str(run),
+        "--out",
+        str(out),
+        "--seed",
+        "2",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     printed = json.loads(proc.stdout)
     assert printed["checkpoint"] == str(out) and printed["seed"] == 2
-    assert untrained_info(out)["like_sha256"] == file_sha256(run / "checkpoints" / "step_00000010" / "model.safetensors")
+    assert untrained_info(out)["like_sha256"] == file_sha256(
+        run / "checkpoints" / "step_00000010" / "model.safetensors"
+    )
     proc = subprocess.run(cmd[:-1] + ["3"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "not the untrained twin" in proc.stderr

@@ -141,4 +141,3 @@ def test_cli_and_bad_data_give_clear_errors(tmp_path, capsys):
         Trainer("vae", model_cfg, cfg).fit()
     with pytest.raises(ValueError, match="unknown prior|prior='gamma' is not valid"):
         resolve_configs("vae", "small", {"prior": "gamma"}, {})
-

@@ -203,7 +203,7 @@ def interrupted_overwrites(root: str | os.PathLike[str]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for prefix in (".trash-", ".tmp-"):  # later prefixes win: the new copy over the old one
         for p in sorted(root.glob(f"{prefix}step_*-*")):
-            name = p.name[len(prefix):].rsplit("-", 1)[0]
+            name = p.name[len(prefix) :].rsplit("-", 1)[0]
             if _STEP_DIR.match(name) and not (root / name).exists() and _complete(p):
                 found[name] = p
     return found
@@ -258,7 +258,8 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     found = list_checkpoints(p)
     if not found:
         raise FileNotFoundError(
-            f"{p} holds no checkpoint: expected {MODEL_FILE} + {CONFIG_FILE}, or a run directory with {CHECKPOINTS_DIR}/step_*"
+            f"{p} holds no checkpoint: expected {MODEL_FILE} + {CONFIG_FILE}, or a run directory with "
+            f"{CHECKPOINTS_DIR}/step_*"
         )
     return found[-1]
 
@@ -277,7 +278,8 @@ def read_checkpoint_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     if int(config.get("version", -1)) > CHECKPOINT_VERSION:
         raise CheckpointError(
-            f"{directory}: checkpoint version {config.get('version')} is newer than this toolkit supports ({CHECKPOINT_VERSION})"
+            f"{directory}: checkpoint version {config.get('version')} is newer than this toolkit supports "
+            f"({CHECKPOINT_VERSION})"
         )
     for key in ("learner", "model"):
         if key not in config:

@@ -94,7 +94,9 @@ class FrozenEncoder(nn.Module):
     def _frames(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = torch.as_tensor(frames).to(self.device, non_blocking=True)
         if x.ndim != 4:
-            raise ValueError(f"frames must be a batch [B,H,W,3] (uint8) or [B,3,H,W] (float), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"frames must be a batch [B,H,W,3] (uint8) or [B,3,H,W] (float), got shape {tuple(x.shape)}"
+            )
         if x.dtype == torch.uint8:
             if x.shape[-1] == 3:
                 x = x.permute(0, 3, 1, 2)
@@ -126,7 +128,9 @@ class FrozenEncoder(nn.Module):
         return v.to(self.dtype)
 
     @torch.inference_mode()
-    def encode(self, frames: np.ndarray | torch.Tensor, viewpoints: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
+    def encode(
+        self, frames: np.ndarray | torch.Tensor, viewpoints: np.ndarray | torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Features float32 ``[B, feature_dim]`` on the encoder's device."""
         x = self._frames(frames)
         v = self._viewpoints(viewpoints, x.shape[0])

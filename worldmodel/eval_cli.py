@@ -73,13 +73,22 @@ def handle_classify(args: argparse.Namespace) -> int:
     for arg in args.checkpoints:
         name, model, config = _load(arg, args.device)
         features = None if args.features == "auto" else args.features
-        res = classification_eval(model, source=args.source, features=features, head=_head_config(args),
-                                  test_seed=args.test_seed, max_train=args.max_train)
+        res = classification_eval(
+            model,
+            source=args.source,
+            features=features,
+            head=_head_config(args),
+            test_seed=args.test_seed,
+            max_train=args.max_train,
+        )
         rows.append({"name": name, "checkpoint": config.get("checkpoint_dir"), "step": config.get("step"), **res})
     print(f"{'model':<22} {'features':<8} {'dim':>6} {'clean':>8} {'warped':>8}", file=sys.stderr)
     for r in rows:
-        print(f"{r['name']:<22} {r['features']:<8} {r['feature_dim']:>6} {format_percent(r['clean_accuracy']):>8} "
-              f"{format_percent(r['warped_accuracy']):>8}", file=sys.stderr)
+        print(
+            f"{r['name']:<22} {r['features']:<8} {r['feature_dim']:>6} {format_percent(r['clean_accuracy']):>8} "
+            f"{format_percent(r['warped_accuracy']):>8}",
+            file=sys.stderr,
+        )
     _write(args.out, {"source": args.source, "test_seed": args.test_seed, "results": rows})
     return 0
 
@@ -93,8 +102,11 @@ def handle_equivariance(args: argparse.Namespace) -> int:
         name, model, config = _load(arg, args.device)
         res = equivariance_eval(model, source=args.source, pairs=args.pairs, seed=args.seed)
         rows.append({"name": name, "checkpoint": config.get("checkpoint_dir"), **res})
-        print(f"{name}: equivariance error {100 * res['equivariance_error']:.2f}% "
-              f"(identity map: {100 * res['identity_error']:.2f}%) over {res['pairs']} held-out pairs", file=sys.stderr)
+        print(
+            f"{name}: equivariance error {100 * res['equivariance_error']:.2f}% "
+            f"(identity map: {100 * res['identity_error']:.2f}%) over {res['pairs']} held-out pairs",
+            file=sys.stderr,
+        )
     _write(args.out, {"source": args.source, "results": rows})
     return 0
 
@@ -112,7 +124,10 @@ def handle_pose(args: argparse.Namespace) -> int:
         n_test = max(1, int(round(args.test_fraction * len(full))))
         if n_test >= len(full):
             raise ValueError(f"{args.data}: {len(full)} scenes are too few to hold out {n_test} for testing")
-        train, test = SceneSubset(full, range(len(full) - n_test)), SceneSubset(full, range(len(full) - n_test, len(full)))
+        train, test = (
+            SceneSubset(full, range(len(full) - n_test)),
+            SceneSubset(full, range(len(full) - n_test, len(full))),
+        )
     models: dict[str, Any] = {}
     name, niso, _ = _load(args.niso, args.device)
     if niso.operator is None:
@@ -123,8 +138,16 @@ def handle_pose(args: argparse.Namespace) -> int:
         if base.operator is None:
             base.config.features = "grid"
         models[bname if bname not in models else f"{bname} (baseline)"] = (base, "concat")
-    res = pose_eval(models, train, test, train_pairs=args.train_pairs, test_pairs_per_skip=args.test_pairs,
-                    skips=tuple(args.skips), head=_head_config(args), seed=args.seed)
+    res = pose_eval(
+        models,
+        train,
+        test,
+        train_pairs=args.train_pairs,
+        test_pairs_per_skip=args.test_pairs,
+        skips=tuple(args.skips),
+        head=_head_config(args),
+        seed=args.seed,
+    )
     skips = [str(k) for k in range(args.skips[0], args.skips[1] + 1)]
     print("ATE (RMSE of the relative translation) per frame skip:", file=sys.stderr)
     print(f"{'model':<22} " + " ".join(f"{k:>7}" for k in skips), file=sys.stderr)
@@ -140,31 +163,49 @@ def _common(p: argparse.ArgumentParser, source: bool = True) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the heads and of the pair draws (default: 0)")
     p.add_argument("--out", default=None, help="write the results as JSON to this file (default: print them)")
     if source:
-        p.add_argument("--source", default="digits",
-                       help="'digits' (scikit-learn's digits, offline stand-in for homNIST) "
-                            "or an MNIST IDX directory (default: digits)")
+        p.add_argument(
+            "--source",
+            default="digits",
+            help="'digits' (scikit-learn's digits, offline stand-in for homNIST) "
+            "or an MNIST IDX directory (default: digits)",
+        )
 
 
 def _head_options(p: argparse.ArgumentParser, steps: int) -> None:
-    p.add_argument("--head-steps", type=int, default=steps, help=f"optimiser steps of the downstream MLP head (default: {steps})")
+    p.add_argument(
+        "--head-steps", type=int, default=steps, help=f"optimiser steps of the downstream MLP head (default: {steps})"
+    )
     p.add_argument("--head-hidden", type=int, default=256, help="hidden width of the head (default: 256)")
 
 
 def add_commands(subparsers: Any) -> None:
     """Register ``wm eval`` with the ``wm`` dispatcher."""
-    ev = subparsers.add_parser("eval", help="downstream evaluations of trained representations (niso, probe)",
-                               description="Downstream evaluations of trained representation learners.")
+    ev = subparsers.add_parser(
+        "eval",
+        help="downstream evaluations of trained representations (niso, probe, gqn, disentanglement)",
+        description="Downstream evaluations of trained representation learners.",
+    )
     learners = ev.add_subparsers(dest="eval_learner", metavar="LEARNER", required=True)
-    niso = learners.add_parser("niso", help="NISO: classification under homographies, equivariance error, camera pose",
-                               description="Evaluate NISO checkpoints (and autoencoder baselines) as in Mitchel et al. 2024.")
+    niso = learners.add_parser(
+        "niso",
+        help="NISO: classification under homographies, equivariance error, camera pose",
+        description="Evaluate NISO checkpoints (and autoencoder baselines) as in Mitchel et al. 2024.",
+    )
     sub = niso.add_subparsers(dest="eval_command", metavar="EVAL", required=True)
 
-    p = sub.add_parser("classify", help="homNIST protocol: head on clean digits, tested on warped digits",
-                       description="Train an MLP head on frozen features of clean training digits and report accuracy "
-                                   "on homography-warped (and clean) test digits, one row per checkpoint.")
+    p = sub.add_parser(
+        "classify",
+        help="homNIST protocol: head on clean digits, tested on warped digits",
+        description="Train an MLP head on frozen features of clean training digits and report accuracy "
+        "on homography-warped (and clean) test digits, one row per checkpoint.",
+    )
     p.add_argument("checkpoints", nargs="+", metavar="[NAME=]CKPT", help="checkpoint or run directories")
-    p.add_argument("--features", choices=FEATURE_CHOICES, default="auto",
-                   help="features fed to the head: auto ('gram' for NISO, 'grid' for an autoencoder), latent, gram, grid")
+    p.add_argument(
+        "--features",
+        choices=FEATURE_CHOICES,
+        default="auto",
+        help="features fed to the head: auto ('gram' for NISO, 'grid' for an autoencoder), latent, gram, grid",
+    )
     p.add_argument("--test-seed", type=int, default=1234, help="seed of the test homographies (default: 1234)")
     p.add_argument("--max-train", type=int, default=None, help="use at most this many training digits")
     _head_options(p, 1500)
@@ -177,20 +218,35 @@ def add_commands(subparsers: Any) -> None:
     _common(p)
     p.set_defaults(handler=handle_equivariance)
 
-    p = sub.add_parser("pose", help="camera pose from vec(tau) per frame skip vs an autoencoder-feature baseline",
-                       description="Regress the relative camera transform of view pairs (frame skips 0..9) of a scene "
-                                   "dataset from vec(tau) of a NISO checkpoint and from the features of baseline checkpoints; "
-                                   "report the ATE (RMSE of the relative translation) and rotation error per skip "
-                                   "on held-out scenes.")
-    p.add_argument("--niso", required=True, metavar="[NAME=]CKPT", help="NISO checkpoint (mode niso) trained on the scenes")
-    p.add_argument("--baseline", action="append", metavar="[NAME=]CKPT",
-                   help="baseline checkpoint(s), e.g. a NISO trained with --mode autoencoder (repeatable)")
+    p = sub.add_parser(
+        "pose",
+        help="camera pose from vec(tau) per frame skip vs an autoencoder-feature baseline",
+        description="Regress the relative camera transform of view pairs (frame skips 0..9) of a scene "
+        "dataset from vec(tau) of a NISO checkpoint and from the features of baseline checkpoints; "
+        "report the ATE (RMSE of the relative translation) and rotation error per skip "
+        "on held-out scenes.",
+    )
+    p.add_argument(
+        "--niso", required=True, metavar="[NAME=]CKPT", help="NISO checkpoint (mode niso) trained on the scenes"
+    )
+    p.add_argument(
+        "--baseline",
+        action="append",
+        metavar="[NAME=]CKPT",
+        help="baseline checkpoint(s), e.g. a NISO trained with --mode autoencoder (repeatable)",
+    )
     p.add_argument("--data", required=True, help="scene dataset directory (written by `wm data collect`)")
-    p.add_argument("--val-data", default=None, help="held-out scene dataset (default: the last --test-fraction of --data)")
-    p.add_argument("--test-fraction", type=float, default=0.2, help="fraction of scenes held out when --val-data is unset")
+    p.add_argument(
+        "--val-data", default=None, help="held-out scene dataset (default: the last --test-fraction of --data)"
+    )
+    p.add_argument(
+        "--test-fraction", type=float, default=0.2, help="fraction of scenes held out when --val-data is unset"
+    )
     p.add_argument("--train-pairs", type=int, default=4096, help="training pairs for the pose heads (default: 4096)")
     p.add_argument("--test-pairs", type=int, default=256, help="test pairs per frame skip (default: 256)")
-    p.add_argument("--skips", type=int, nargs=2, default=(0, 9), metavar=("MIN", "MAX"), help="frame skips (default: 0 9)")
+    p.add_argument(
+        "--skips", type=int, nargs=2, default=(0, 9), metavar=("MIN", "MAX"), help="frame skips (default: 0 9)"
+    )
     _head_options(p, 2000)
     _common(p, source=False)
     p.set_defaults(handler=handle_pose)
@@ -198,3 +254,11 @@ def add_commands(subparsers: Any) -> None:
     from worldmodel.eval.probe_cli import add_probe_parser
 
     add_probe_parser(learners)
+
+    from worldmodel.eval.gqn_quality_cli import add_gqn_quality_parser
+
+    add_gqn_quality_parser(learners)
+
+    from worldmodel.eval.disentanglement_cli import add_disentanglement_parser
+
+    add_disentanglement_parser(learners)

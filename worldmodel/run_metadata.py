@@ -59,7 +59,11 @@ def git_revision(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         dirty = bool(
             subprocess.run(
                 ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=cwd, capture_output=True, text=True, timeout=5, check=True,
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
             ).stdout.strip()
         )
         return {"commit": commit, "dirty": dirty}
@@ -113,7 +117,10 @@ def collect_run_metadata(config: Any, seed: int, extra: Mapping[str, Any] | None
 
 
 def write_run_metadata(
-    run_dir: str | os.PathLike[str], config: Any, seed: int, extra: Mapping[str, Any] | None = None,
+    run_dir: str | os.PathLike[str],
+    config: Any,
+    seed: int,
+    extra: Mapping[str, Any] | None = None,
     filename: str = RUN_FILE,
 ) -> Path:
     """Write ``run.json`` (resolved config, seed, versions, command, git, host) atomically.

@@ -93,7 +93,8 @@ def make_untrained(like: str | Path, out: str | Path, seed: int = 0) -> Path:
     model = _build_fresh(source["learner"], dict(source["model"]), seed)
     fresh = model.state_dict()
     mismatch = sorted(
-        k for k in set(fresh) | set(source_state)
+        k
+        for k in set(fresh) | set(source_state)
         if k not in fresh or k not in source_state or tuple(fresh[k].shape) != tuple(source_state[k].shape)
     )
     if mismatch:

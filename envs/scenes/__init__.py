@@ -4,7 +4,8 @@ A generator is a function ``(seed, index, views, size, **options) -> SceneRecord
 depends only on its arguments (never on process, worker count or call order). The dataset
 collector (``worldmodel.data``) calls them through :func:`generate_scene`. Sources:
 
-* ``jaco``   : the arm of wm/JacoReach-v1 (or v0) in a random pose with a target, camera orbiting it (GQN "jaco": 64px, 11 views)
+* ``jaco``   : the arm of wm/JacoReach-v1 (or v0) in a random pose with a target, camera orbiting it (GQN "jaco": 64px,
+  11 views)
 * ``maze``   : 7x7 maze, views at random positions/headings inside, plus the top-down map (GQN: 84px, 300 views)
 * ``rooms``  : square room with 1-3 objects of 7 shapes (GQN rooms: 64px, 10 views)
 * ``shepard-metzler`` : 5 or 7 unit cubes joined by a 3D self-avoiding walk (GQN: 64px, 15 views)

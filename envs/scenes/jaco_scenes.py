@@ -64,6 +64,18 @@ def _world(size: int, task: str, target_marker: bool = False) -> _SceneWorld:
     return _WORLDS.get((size, task, target_marker), lambda: _SceneWorld(size, task, target_marker))
 
 
+def scene_factors(qpos: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+    """The scene's ground-truth factors as metadata: ``{"factors": {name: value}, "factor_kinds": {name: kind}}``.
+
+    ``joint/<name>`` for the 9 joints of :data:`envs.jaco_model.JOINT_NAMES` (radians; the v1 task
+    keeps the 3 fingers fixed, so those are constant) and ``target/x|y|z`` (metres), all
+    ``"continuous"``. The camera pose of each view is the dataset's ``cameras`` array.
+    """
+    factors = {f"joint/{n}": float(q) for n, q in zip(jm.JOINT_NAMES, qpos, strict=True)}
+    factors.update({f"target/{a}": float(t) for a, t in zip("xyz", target, strict=True)})
+    return {"factors": factors, "factor_kinds": dict.fromkeys(factors, "continuous")}
+
+
 def generate(
     seed: int,
     index: int,
@@ -93,7 +105,8 @@ def generate(
     Returns:
         A :class:`SceneRecord` with ``frames`` uint8 [V,size,size,3], ``cameras`` float32 [V,5],
         ``extras`` ``{"qpos": float32 [9], "target": float32 [3]}`` and JSON metadata (env id,
-        seed, index, camera, domain parameters, qpos, target).
+        seed, index, camera, domain parameters, qpos, target, and the named ground-truth factors
+        of :func:`scene_factors`).
     """
     check_choice("camera", camera, SCENE_CAMERAS)
     check_choice("task", task, SCENE_TASKS)
@@ -150,6 +163,7 @@ def generate(
         "domain": asdict(dom),
         "qpos": [float(q) for q in qpos],
         "target": [float(t) for t in target],
+        **scene_factors(qpos, target),
     }
     extras = {"qpos": qpos.astype(np.float32), "target": target.astype(np.float32)}
     return SceneRecord(frames=frames, cameras=cameras, metadata=metadata, extras=extras)

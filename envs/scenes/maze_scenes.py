@@ -106,7 +106,9 @@ def generate(
     dom = fixed if fixed is not None else random_domain(rng)
     colours = o["colours"] or ("maze" if dom == DOMAINS["sim"] else "domain")
     appearance = (
-        layout.appearance if colours == "maze" else MazeAppearance(dom.wall_rgb, dom.floor_rgb, "none", dom.floor_texture)
+        layout.appearance
+        if colours == "maze"
+        else MazeAppearance(dom.wall_rgb, dom.floor_rgb, "none", dom.floor_texture)
     )
 
     geometry = GridGeometry(layout.grid)

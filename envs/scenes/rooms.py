@@ -133,8 +133,10 @@ def _hsv(rng: np.random.Generator, sat: tuple[float, float], val: tuple[float, f
 def _check_n_objects(n_objects: object) -> tuple[int, int]:
     if isinstance(n_objects, (int, np.integer)) and not isinstance(n_objects, bool):
         lo = hi = int(n_objects)
-    elif isinstance(n_objects, (tuple, list)) and len(n_objects) == 2 and all(
-        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in n_objects
+    elif (
+        isinstance(n_objects, (tuple, list))
+        and len(n_objects) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in n_objects)
     ):
         lo, hi = int(n_objects[0]), int(n_objects[1])
     else:
@@ -301,7 +303,7 @@ def _template_xml() -> str:
         '<mujoco model="gqn_rooms">'
         f"{headlight_xml(ROOM_LIGHTING)}"
         f"<asset>{shape_assets_xml()}</asset>"
-        f'<worldbody>{light_xml(ROOM_LIGHTING)}'
+        f"<worldbody>{light_xml(ROOM_LIGHTING)}"
         # The third plane size is the spacing of its render grid: a coarse grid renders 3x faster.
         # The floor runs under the walls: a floor ending exactly at their faces leaves pixel cracks.
         f'<geom name="floor" type="plane" size="{h + 2 * t:.3f} {h + 2 * t:.3f} 1.0" contype="0" conaffinity="0"/>'
@@ -367,6 +369,36 @@ def label_layout(layout: RoomLayout, poses: Sequence[CameraPose], size: int) -> 
     return lut[ids + 1]
 
 
+def layout_factors(layout: RoomLayout, shapes: Sequence[str] = SHAPES) -> dict[str, Any]:
+    """The layout's ground-truth factors as metadata: ``{"factors": {name: value}, "factor_kinds": {name: kind}}``.
+
+    ``n_objects`` (categorical), ``wall/hue|saturation|value`` and ``floor/...`` (HSV of the
+    rendered colours, in [0, 1]) and, per object slot ``k < MAX_OBJECTS``, ``object<k>/shape``
+    (categorical: index into ``shapes``), ``object<k>/hue|saturation|value``, ``object<k>/x|y``
+    (floor position, metres) and ``object<k>/yaw`` (radians); a slot the room leaves empty holds
+    ``None``. The camera pose of each view is the dataset's ``cameras`` array.
+    """
+    factors: dict[str, Any] = {"n_objects": len(layout.objects)}
+    kinds = {"n_objects": "categorical"}
+    for part, rgb in (("wall", layout.wall_rgb), ("floor", layout.floor_rgb)):
+        for name, v in zip(("hue", "saturation", "value"), colorsys.rgb_to_hsv(*rgb), strict=True):
+            factors[f"{part}/{name}"], kinds[f"{part}/{name}"] = float(v), "continuous"
+    for k in range(MAX_OBJECTS):
+        obj = layout.objects[k] if k < len(layout.objects) else None
+        hsv = colorsys.rgb_to_hsv(*obj.rgb) if obj else (None,) * 3
+        values = {
+            "shape": list(shapes).index(obj.shape) if obj else None,
+            **dict(zip(("hue", "saturation", "value"), (None if v is None else float(v) for v in hsv), strict=True)),
+            "x": float(obj.position[0]) if obj else None,
+            "y": float(obj.position[1]) if obj else None,
+            "yaw": float(obj.yaw) if obj else None,
+        }
+        for name, v in values.items():
+            factors[f"object{k}/{name}"] = v
+            kinds[f"object{k}/{name}"] = "categorical" if name == "shape" else "continuous"
+    return {"factors": factors, "factor_kinds": kinds}
+
+
 def generate(
     seed: int,
     index: int,
@@ -391,6 +423,9 @@ def generate(
         n_objects: number of objects, or an inclusive ``(low, high)`` range within 1..5.
         shapes: shapes to draw objects from (default all seven).
         angle_step: ring trajectory step in radians (default ``2 pi / views``).
+
+    The metadata records the layout (colours, objects), the camera settings and the named
+    ground-truth factors of :func:`layout_factors`.
     """
     if int(views) < 1:
         raise ValueError(f"views must be >= 1, got {views}")
@@ -416,6 +451,8 @@ def generate(
         "room_half_size": ROOM_HALF_SIZE,
         "wall_height": WALL_HEIGHT,
         "fovy_deg": FOVY_DEG,
+        "shapes": list(shapes),
+        **layout_factors(layout, shapes),
     }
     if camera == "ring":
         metadata.update(ring_radius=RING_RADIUS, ring_height=RING_HEIGHT, ring_target=list(RING_TARGET))
@@ -432,6 +469,7 @@ __all__ = [
     "RoomObject",
     "generate",
     "label_layout",
+    "layout_factors",
     "render_layout",
     "sample_cameras",
     "sample_layout",

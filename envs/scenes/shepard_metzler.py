@@ -11,7 +11,8 @@ with yaw uniform in ``[-pi, pi)`` and pitch uniform in ``pitch_range`` (with ``t
 the yaw advances by ``2 pi / views`` per view at one pitch instead), from the distance
 :func:`fitted_distance` at which the object, seen from that direction, just fits the frame with
 a small margin (``camera_distance`` in the metadata, one per view): objects fill about a third
-of the frame and are never cut off by its border. The background is plain black (no floor, no sky). Lengths are in cube edges.
+of the frame and are never cut off by its border. The background is plain black (no floor, no sky). Lengths are in cube
+edges.
 """
 
 from __future__ import annotations
@@ -256,7 +257,12 @@ class SMScene:
 
 
 def sample_scene(
-    seed: int, index: int, views: int, parts: int, pitch_range: tuple[float, float] = PITCH_RANGE, trajectory: bool = False
+    seed: int,
+    index: int,
+    views: int,
+    parts: int,
+    pitch_range: tuple[float, float] = PITCH_RANGE,
+    trajectory: bool = False,
 ) -> SMScene:
     """Draw scene ``index`` of base ``seed`` (unvalidated arguments: :func:`generate` checks them)."""
     rng = scene_rng(seed, index)
@@ -267,9 +273,7 @@ def sample_scene(
     directions = sample_cameras(rng, int(views), 1.0, pitch_range, bool(trajectory))
     corners = object_corners(offsets - centre, quaternion)
     distances = np.array([fitted_distance(corners, p.yaw, p.pitch, FOVY_DEG) for p in directions])
-    poses = [
-        CameraPose(tuple(float(v) * d for v in p.position), p.yaw, p.pitch) for p, d in zip(directions, distances)
-    ]
+    poses = [CameraPose(tuple(float(v) * d for v in p.position), p.yaw, p.pitch) for p, d in zip(directions, distances)]
     return SMScene(offsets, colours, quaternion, centre, distances, poses)
 
 

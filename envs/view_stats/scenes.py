@@ -101,7 +101,9 @@ def domain_contrast_stats(frames: int, seed: int, size: int) -> dict[str, float]
     contrast = np.array(
         [
             target_contrast(d.target_rgb, d.floor_rgb, d.floor_texture)
-            for d in (random_domain(np.random.default_rng(np.random.SeedSequence([int(seed), i]))) for i in range(frames))
+            for d in (
+                random_domain(np.random.default_rng(np.random.SeedSequence([int(seed), i]))) for i in range(frames)
+            )
         ]
     )
     return {

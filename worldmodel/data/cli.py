@@ -65,9 +65,18 @@ def _collect(args: argparse.Namespace) -> int:
         if value is not None:
             options[name] = value
     config = CollectConfig(
-        source=args.source, scenes=args.scenes, out=args.out, views=args.views, size=args.size, seed=args.seed,
-        shard_size=args.shard_size, shard=args.shard, options=options, workers=args.workers,
-        progress=not args.quiet, verify_committed=args.verify_committed,
+        source=args.source,
+        scenes=args.scenes,
+        out=args.out,
+        views=args.views,
+        size=args.size,
+        seed=args.seed,
+        shard_size=args.shard_size,
+        shard=args.shard,
+        options=options,
+        workers=args.workers,
+        progress=not args.quiet,
+        verify_committed=args.verify_committed,
     )
     summary = collect(config)
     _report_regenerated(summary["regenerated"], "re-generated")
@@ -84,8 +93,9 @@ def _collect(args: argparse.Namespace) -> int:
 
 def _report_regenerated(regenerated: list[dict[str, Any]], verb: str) -> None:
     for r in regenerated:
-        print(f"warning: committed shard unit {r['unit']} was damaged and has been {verb}: {r['reason']}",
-              file=sys.stderr)
+        print(
+            f"warning: committed shard unit {r['unit']} was damaged and has been {verb}: {r['reason']}", file=sys.stderr
+        )
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -99,8 +109,9 @@ def _merge(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from worldmodel.data.verify import verify_dataset
 
-    report = verify_dataset(args.dir, checksums=not args.no_checksums, progress=not args.quiet,
-                            allow_partial=args.allow_partial)
+    report = verify_dataset(
+        args.dir, checksums=not args.no_checksums, progress=not args.quiet, allow_partial=args.allow_partial
+    )
     for line in report.warnings:
         print(f"warning: {line}", file=sys.stderr)
     for line in report.problems:
@@ -111,8 +122,11 @@ def _verify(args: argparse.Namespace) -> int:
         return 1
     if report.incomplete:
         print(f"INCOMPLETE: {report.incomplete}", file=sys.stderr)
-        print(f"{args.dir}: the {report.files_checked} listed files are fine ({what}) but the dataset is incomplete; "
-              "pass --allow-partial to accept a partial dataset", file=sys.stderr)
+        print(
+            f"{args.dir}: the {report.files_checked} listed files are fine ({what}) but the dataset is incomplete; "
+            "pass --allow-partial to accept a partial dataset",
+            file=sys.stderr,
+        )
         return EXIT_INCOMPLETE
     print(f"{args.dir}: OK ({report.files_checked} files; {what})")
     return 0
@@ -164,8 +178,14 @@ def _import_gqn(args: argparse.Namespace) -> int:
     from worldmodel.data.gqn_import import ImportConfig, import_gqn
 
     config = ImportConfig(
-        src=args.src, out=args.dst, dataset=args.dataset, split=args.split, viewpoint_order=args.viewpoint_order,
-        check_crc=not args.no_crc, workers=args.workers, progress=not args.quiet,
+        src=args.src,
+        out=args.dst,
+        dataset=args.dataset,
+        split=args.split,
+        viewpoint_order=args.viewpoint_order,
+        check_crc=not args.no_crc,
+        workers=args.workers,
+        progress=not args.quiet,
         verify_committed=args.verify_committed,
     )
     s = import_gqn(config)
@@ -188,7 +208,8 @@ def _sources(args: argparse.Namespace) -> int:
         try:
             params = inspect.signature(generator(source)).parameters
             opts = ", ".join(
-                f"{n}={p.default!r}" for n, p in params.items()
+                f"{n}={p.default!r}"
+                for n, p in params.items()
                 if n not in ("seed", "index", "views", "size") and p.default is not inspect.Parameter.empty
             )
         except (ImportError, AttributeError) as err:
@@ -206,10 +227,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     from envs.scenes import SCENE_SOURCES
 
     gqn_names = (
-        "jaco", "mazes", "rooms_ring_camera", "rooms_free_camera_no_object_rotations",
-        "rooms_free_camera_with_object_rotations", "shepard_metzler_5_parts", "shepard_metzler_7_parts",
+        "jaco",
+        "mazes",
+        "rooms_ring_camera",
+        "rooms_free_camera_no_object_rotations",
+        "rooms_free_camera_with_object_rotations",
+        "shepard_metzler_5_parts",
+        "shepard_metzler_7_parts",
     )
-    data = subparsers.add_parser("data", help="multi-view scene datasets: collect, merge, verify, info, show, import-gqn")
+    data = subparsers.add_parser(
+        "data", help="multi-view scene datasets: collect, merge, verify, info, show, import-gqn"
+    )
     sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
 
     p = sub.add_parser("collect", help="render a dataset of multi-view scenes (parallel, resumable, shardable)")
@@ -220,19 +248,32 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=None, help="image size in pixels (default: the source's GQN value)")
     p.add_argument("--seed", type=int, default=0, help="base seed: scene i depends only on (seed, i)")
     p.add_argument("--workers", type=int, default=0, help="worker processes (default: one per core)")
-    p.add_argument("--shard", default=None, metavar="I/N", help="write only part I of N (cluster job arrays); join with merge")
+    p.add_argument(
+        "--shard", default=None, metavar="I/N", help="write only part I of N (cluster job arrays); join with merge"
+    )
     p.add_argument("--shard-size", type=int, default=None, help="scenes per shard file (default: ~64 MiB of frames)")
     p.add_argument("--camera", default=None, help="camera variant passed to the generator (e.g. rooms: ring|free)")
     p.add_argument("--domain", default=None, help="visual domain passed to the generator (e.g. sim|real|randomised)")
     p.add_argument("--parts", type=int, default=None, help="Shepard-Metzler: number of cubes (5 or 7)")
-    p.add_argument("--trajectory", action="store_true", default=None,
-                   help="order views along a camera trajectory (needed for NISO pairs)")
-    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
-                   help="any other generator option, VALUE parsed as JSON when possible (repeatable); "
-                        "see `wm data sources`")
-    p.add_argument("--verify-committed", action="store_true",
-                   help="on resume, check committed shards by full sha256 (default: size + sampled hash); "
-                        "damaged ones are re-generated")
+    p.add_argument(
+        "--trajectory",
+        action="store_true",
+        default=None,
+        help="order views along a camera trajectory (needed for NISO pairs)",
+    )
+    p.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any other generator option, VALUE parsed as JSON when possible (repeatable); see `wm data sources`",
+    )
+    p.add_argument(
+        "--verify-committed",
+        action="store_true",
+        help="on resume, check committed shards by full sha256 (default: size + sampled hash); "
+        "damaged ones are re-generated",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_collect)
 
@@ -244,15 +285,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_merge)
 
     p = sub.add_parser(
-        "verify", help="check a dataset (manifest, counts, sizes, sha256); exit 1 naming bad files, 3 if incomplete",
+        "verify",
+        help="check a dataset (manifest, counts, sizes, sha256); exit 1 naming bad files, 3 if incomplete",
         description="Check every file of a dataset. Exit status: 0 complete and every file fine; 1 a file is "
-                    "missing, truncated or corrupt (each named); 3 the listed files are fine but the dataset "
-                    "is incomplete (the missing units are named; --allow-partial accepts it).",
+        "missing, truncated or corrupt (each named); 3 the listed files are fine but the dataset "
+        "is incomplete (the missing units are named; --allow-partial accepts it).",
     )
     p.add_argument("dir", help="dataset directory")
     p.add_argument("--no-checksums", action="store_true", help="only sizes and headers (fast)")
-    p.add_argument("--allow-partial", action="store_true",
-                   help="accept an incomplete dataset (exit 0 with a warning naming what is missing)")
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="accept an incomplete dataset (exit 0 with a warning naming what is missing)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_verify)
 
@@ -274,12 +319,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("dst", help="dataset directory to write (rerun to resume)")
     p.add_argument("--dataset", required=True, choices=gqn_names, help="which gqn-dataset the files hold")
     p.add_argument("--split", default="train", help="split sub-directory in DeepMind's tree (train|test)")
-    p.add_argument("--viewpoint-order", default="ports", choices=list(VIEWPOINT_ORDERS),
-                   help="7-d order recorded for consumers; stored cameras stay 5-d raw (x,y,z,yaw,pitch)")
+    p.add_argument(
+        "--viewpoint-order",
+        default="ports",
+        choices=list(VIEWPOINT_ORDERS),
+        help="7-d order recorded for consumers; stored cameras stay 5-d raw (x,y,z,yaw,pitch)",
+    )
     p.add_argument("--no-crc", action="store_true", help="skip CRC32C checks of records")
-    p.add_argument("--verify-committed", action="store_true",
-                   help="on resume, check committed shards by full sha256 (default: size + sampled hash); "
-                        "damaged ones are converted again")
+    p.add_argument(
+        "--verify-committed",
+        action="store_true",
+        help="on resume, check committed shards by full sha256 (default: size + sampled hash); "
+        "damaged ones are converted again",
+    )
     p.add_argument("--workers", type=int, default=0, help="worker processes (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_import_gqn)

@@ -167,7 +167,10 @@ def plan(config: CollectConfig) -> _Plan:
     }
     header = {
         "source": config.source,
-        "generator": {"function": SCENE_SOURCES[config.source], "options": resolved_options(config.source, config.options)},
+        "generator": {
+            "function": SCENE_SOURCES[config.source],
+            "options": resolved_options(config.source, config.options),
+        },
         "views": views,
         "size": size,
         "scenes_planned": sum(c for _, _, c in units),
@@ -226,8 +229,14 @@ def collect(config: CollectConfig) -> dict[str, Any]:
         workers = min(config.workers or available_cores(), max(1, len(pending)))
         args = (str(root), config.source, int(config.seed), p.views, p.size, dict(config.options))
         start = time.perf_counter()
-        bar = tqdm(total=total, initial=already, unit="scene", desc=f"collect {config.source}",
-                   disable=not config.progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=total,
+            initial=already,
+            unit="scene",
+            desc=f"collect {config.source}",
+            disable=not config.progress,
+            dynamic_ncols=True,
+        )
         try:
             run_units(collect_unit, [(*args, *u) for u in pending], dw.commit, bar, workers)
         finally:

@@ -44,7 +44,16 @@ SHARD_DIR = "shards"
 LOCK_NAME = ".lock"
 #: Keys every manifest must carry.
 REQUIRED_KEYS: tuple[str, ...] = (
-    "format", "version", "source", "views", "size", "scenes", "scenes_planned", "units_planned", "complete", "shards",
+    "format",
+    "version",
+    "source",
+    "views",
+    "size",
+    "scenes",
+    "scenes_planned",
+    "units_planned",
+    "complete",
+    "shards",
 )
 #: Shard file roles: frames, cameras, meta, and ``extra-<name>`` for per-scene extra arrays.
 CORE_ROLES: tuple[str, ...] = ("frames", "cameras", "meta")
@@ -175,14 +184,18 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
         raise DatasetError(f"{path}: manifest lists a shard unit twice")
     total = sum(int(s.get("count", -1)) for s in shards)
     if total != manifest["scenes"]:
-        raise DatasetError(f"{path}: manifest mismatch: shards hold {total} scenes but 'scenes' says {manifest['scenes']}")
+        raise DatasetError(
+            f"{path}: manifest mismatch: shards hold {total} scenes but 'scenes' says {manifest['scenes']}"
+        )
     if bool(manifest["complete"]) != (len(shards) == manifest["units_planned"]):
         raise DatasetError(
             f"{path}: manifest mismatch: {len(shards)} of {manifest['units_planned']} shards listed but "
             f"'complete' is {manifest['complete']}"
         )
     if manifest["complete"] and manifest["scenes_planned"] != total:
-        raise DatasetError(f"{path}: manifest mismatch: complete with {total} scenes but {manifest['scenes_planned']} planned")
+        raise DatasetError(
+            f"{path}: manifest mismatch: complete with {total} scenes but {manifest['scenes_planned']} planned"
+        )
     for s in shards:
         for role in CORE_ROLES:
             if role not in s.get("files", {}):
@@ -224,7 +237,9 @@ def dumps_manifest(manifest: dict[str, Any]) -> str:
 def describe_progress(manifest: dict[str, Any]) -> str:
     """``"12 of 40 scenes, 3 of 10 shards"`` for messages about (in)complete datasets."""
     planned = manifest.get("scenes_planned")
-    scenes = f"{manifest['scenes']} of {planned} scenes" if planned is not None else f"{manifest['scenes']} scenes so far"
+    scenes = (
+        f"{manifest['scenes']} of {planned} scenes" if planned is not None else f"{manifest['scenes']} scenes so far"
+    )
     return f"{scenes}, {len(manifest['shards'])} of {manifest['units_planned']} shards"
 
 
@@ -375,8 +390,7 @@ def versions() -> dict[str, str]:
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version(), "numpy": np.__version__,
-           "MUJOCO_GL": os.environ.get("MUJOCO_GL", "")}
+    out = {"python": platform.python_version(), "numpy": np.__version__, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "")}
     for dist in ("worldmodel-toolkit", "mujoco", "pillow"):
         try:
             out[dist] = version(dist)

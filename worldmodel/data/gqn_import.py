@@ -97,7 +97,9 @@ def decode_example(data: bytes, views: int, size: int, where: str) -> tuple[np.n
         raise DatasetError(f"{where}: not a tf.train.Example ({err})") from None
     jpegs, cams = features.get("frames"), features.get("cameras")
     if not isinstance(jpegs, list) or not isinstance(cams, np.ndarray):
-        raise DatasetError(f"{where}: expected features 'frames' (bytes list) and 'cameras' (float list), got {sorted(features)}")
+        raise DatasetError(
+            f"{where}: expected features 'frames' (bytes list) and 'cameras' (float list), got {sorted(features)}"
+        )
     if len(jpegs) != views or cams.shape != (views * 5,):
         raise DatasetError(
             f"{where}: expected {views} frames and {views * 5} camera floats for this dataset, "
@@ -111,7 +113,9 @@ def decode_example(data: bytes, views: int, size: int, where: str) -> tuple[np.n
         except OSError as err:
             raise DatasetError(f"{where}: frame {v} is not a decodable image ({err})") from None
         if arr.shape != (size, size, 3):
-            raise DatasetError(f"{where}: frame {v} is {arr.shape[1]}x{arr.shape[0]}, expected {size}x{size} (wrong --dataset?)")
+            raise DatasetError(
+                f"{where}: frame {v} is {arr.shape[1]}x{arr.shape[0]}, expected {size}x{size} (wrong --dataset?)"
+            )
         frames[v] = arr
     return frames, cams.reshape(views, 5).astype(np.float32)
 
@@ -143,7 +147,9 @@ def import_gqn(config: ImportConfig) -> dict[str, Any]:
     if config.dataset not in GQN_DATASETS:
         raise ValueError(f"unknown gqn dataset {config.dataset!r}; valid values: {', '.join(GQN_DATASETS)}")
     if config.viewpoint_order not in VIEWPOINT_ORDERS:
-        raise ValueError(f"unknown viewpoint order {config.viewpoint_order!r}; valid values: {', '.join(VIEWPOINT_ORDERS)}")
+        raise ValueError(
+            f"unknown viewpoint order {config.viewpoint_order!r}; valid values: {', '.join(VIEWPOINT_ORDERS)}"
+        )
     base, files = find_tfrecords(config.src, config.dataset, config.split)
     names = [str(p.relative_to(base)) for p in files]
     views, size = GQN_DATASETS[config.dataset]
@@ -173,8 +179,13 @@ def import_gqn(config: ImportConfig) -> dict[str, Any]:
             if unit not in done
         ]
         workers = min(config.workers or available_cores(), max(1, len(jobs)))
-        bar = tqdm(unit="scene", desc=f"import {config.dataset}", disable=not config.progress, dynamic_ncols=True,
-                   initial=dw.manifest["scenes"])
+        bar = tqdm(
+            unit="scene",
+            desc=f"import {config.dataset}",
+            disable=not config.progress,
+            dynamic_ncols=True,
+            initial=dw.manifest["scenes"],
+        )
         start = time.perf_counter()
         try:
             run_units(import_file, jobs, dw.commit, bar, workers)

@@ -126,7 +126,9 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise ValueError(f"{path}: not an IDX file (bad magic number)")
     types = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     if raw[2] not in types:
-        raise ValueError(f"{path}: unknown IDX type code 0x{raw[2]:02x}; valid: {', '.join(f'0x{t:02x}' for t in types)}")
+        raise ValueError(
+            f"{path}: unknown IDX type code 0x{raw[2]:02x}; valid: {', '.join(f'0x{t:02x}' for t in types)}"
+        )
     ndim = raw[3]
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(types[raw[2]])
@@ -141,7 +143,9 @@ def _find_idx(root: Path, stem: str) -> Path:
     for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
         if (root / name).is_file():
             return root / name
-    raise FileNotFoundError(f"{root}: no {stem}[.gz] (an MNIST directory holds train-/t10k- images and labels IDX files)")
+    raise FileNotFoundError(
+        f"{root}: no {stem}[.gz] (an MNIST directory holds train-/t10k- images and labels IDX files)"
+    )
 
 
 def load_mnist(root: str | Path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
@@ -177,7 +181,9 @@ def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     return images, targets
 
 
-def load_digit_images(source: str, split: str = "train", size: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def load_digit_images(
+    source: str, split: str = "train", size: int = 40, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Clean, centred digits as uint8 ``[n, 1, size, size]`` and labels int64 ``[n]``.
 
     Args:
@@ -257,8 +263,8 @@ class HomographyPairLoader:
     Each batch is a dict of CPU tensors in the pair-loader layout of the data contract:
     ``frame_a``, ``frame_b`` uint8 ``[B, H, W, C]``, plus ``homography`` float32 ``[B, 3, 3]``
     (``frame_b(p) = frame_a'(H p)`` where ``frame_a'`` is the clean digit), ``label`` and
-    ``index`` (the digit's position in its split) int64 ``[B]``. An epoch visits every digit once (last partial batch dropped).
-    Under ``torch.distributed`` (or with ``rank``/``world_size`` given) each rank takes a disjoint
+    ``index`` (the digit's position in its split) int64 ``[B]``. An epoch visits every digit once (last partial batch
+    dropped). Under ``torch.distributed`` (or with ``rank``/``world_size`` given) each rank takes a disjoint
     share of every epoch's permutation.
     """
 
@@ -343,8 +349,13 @@ def is_digit_source(data: str | Path | None) -> bool:
 
 
 def homography_run_data(
-    data: str, batch_per_rank: int, seed: int, size: int | None = None, sigma_scale: float = 1.0,
-    channels: int = 1, with_val: bool = True,
+    data: str,
+    batch_per_rank: int,
+    seed: int,
+    size: int | None = None,
+    sigma_scale: float = 1.0,
+    channels: int = 1,
+    with_val: bool = True,
 ):
     """Train/validation loaders of homography pairs for the training engine.
 

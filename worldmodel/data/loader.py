@@ -90,12 +90,17 @@ class SceneBatchSampler(Sampler[list[tuple]]):
         self.scene_sampler: DistributedSampler | None = None
         if num_replicas is not None:
             self.scene_sampler = DistributedSampler(
-                range(self.num_scenes), num_replicas=num_replicas, rank=self.rank,
-                shuffle=self.shuffle, seed=self.seed, drop_last=self.drop_last,
+                range(self.num_scenes),
+                num_replicas=num_replicas,
+                rank=self.rank,
+                shuffle=self.shuffle,
+                seed=self.seed,
+                drop_last=self.drop_last,
             )
         if len(self) == 0:
             raise ValueError(
-                f"no full batch: {self._scenes_per_rank()} scenes per rank < batch_size {batch_size} with drop_last=True"
+                f"no full batch: {self._scenes_per_rank()} scenes per rank < batch_size {batch_size} with "
+                "drop_last=True"
             )
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
@@ -129,7 +134,7 @@ class SceneBatchSampler(Sampler[list[tuple]]):
         self.epoch, self.start_batch = self.epoch + 1, 0
         order = self.scene_order(epoch)
         for b in range(start, len(self)):
-            scenes = order[b * self.batch_size:(b + 1) * self.batch_size]
+            scenes = order[b * self.batch_size : (b + 1) * self.batch_size]
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, self.rank, b]))
             yield self.draw(scenes, rng)
 
@@ -249,13 +254,17 @@ def _ranks(distributed: bool, num_replicas: int | None, rank: int | None) -> tup
 
     if num_replicas is not None or rank is not None:
         if num_replicas is None or rank is None or not 0 <= rank < num_replicas:
-            raise ValueError(f"give both num_replicas and rank with 0 <= rank < num_replicas, got {num_replicas}, {rank}")
+            raise ValueError(
+                f"give both num_replicas and rank with 0 <= rank < num_replicas, got {num_replicas}, {rank}"
+            )
         return int(num_replicas), int(rank)
     initialised = dist.is_available() and dist.is_initialized()
     if initialised:
         return dist.get_world_size(), dist.get_rank()
     if distributed:
-        raise ValueError("distributed=True needs torch.distributed initialised (torchrun) or explicit num_replicas and rank")
+        raise ValueError(
+            "distributed=True needs torch.distributed initialised (torchrun) or explicit num_replicas and rank"
+        )
     return None, None
 
 
@@ -266,8 +275,13 @@ def _loader(
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     # batch_size=None: the sampler's items are whole batches, read and stacked by the dataset.
     return SceneLoader(
-        dataset, sampler=sampler, batch_size=None, num_workers=num_workers, collate_fn=to_tensors,
-        pin_memory=pin_memory, **loader_kwargs,
+        dataset,
+        sampler=sampler,
+        batch_size=None,
+        num_workers=num_workers,
+        collate_fn=to_tensors,
+        pin_memory=pin_memory,
+        **loader_kwargs,
     )
 
 
@@ -353,7 +367,14 @@ def make_pair_loader(
         raise ValueError(f"views_per_scene must be in 1..{ds.views} for this dataset, got {views_per_scene}")
     replicas, r = _ranks(distributed, num_replicas, rank)
     sampler = PairBatchSampler(
-        len(ds), batch_size, views, tuple(skips), shuffle=shuffle, seed=seed, drop_last=drop_last,
-        num_replicas=replicas, rank=r,
+        len(ds),
+        batch_size,
+        views,
+        tuple(skips),
+        shuffle=shuffle,
+        seed=seed,
+        drop_last=drop_last,
+        num_replicas=replicas,
+        rank=r,
     )
     return _loader(PairViews(ds), sampler, num_workers, pin_memory, loader_kwargs)

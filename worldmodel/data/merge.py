@@ -57,7 +57,9 @@ def merge_datasets(
 
     ref = identity(base)
     if not ref:
-        raise DatasetError(f"{manifest_path(base_path)}: not a collected dataset (no 'collection' arguments to merge on)")
+        raise DatasetError(
+            f"{manifest_path(base_path)}: not a collected dataset (no 'collection' arguments to merge on)"
+        )
     owner: dict[int, Path] = {}
     for path, m in manifests:
         if identity(m) != ref:

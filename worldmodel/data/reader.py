@@ -77,7 +77,8 @@ class SceneDataset:
         if part and not allow_incomplete:
             raise DatasetError(
                 f"{manifest_path(self.root)}: this is only part {part} of a sharded collection (incomplete as a "
-                "dataset); join all parts with `wm data merge PARTS... --out DIR`, or open it with allow_incomplete=True"
+                "dataset); join all parts with `wm data merge PARTS... --out DIR`, or open it with "
+                "allow_incomplete=True"
             )
         self.views = int(m["views"])
         self.size = int(m["size"])
@@ -106,8 +107,8 @@ class SceneDataset:
                 raise DatasetError(f"{manifest_path(self.root)}: shard unit {shard['unit']} lists no {role!r} file")
             if entry.get("shape") != shape or entry.get("dtype") != dtype:
                 raise DatasetError(
-                    f"{self.root / entry['path']}: manifest mismatch: entry says {entry.get('dtype')}{entry.get('shape')}, "
-                    f"the dataset's counts and sizes need {dtype}{shape}"
+                    f"{self.root / entry['path']}: manifest mismatch: entry says "
+                    f"{entry.get('dtype')}{entry.get('shape')}, the dataset's counts and sizes need {dtype}{shape}"
                 )
         for entry in files.values():
             check_file(self.root, entry, level)

@@ -129,7 +129,9 @@ def iter_records(path: str | Path, check_crc: bool = True) -> Iterator[bytes]:
             (length,) = struct.unpack("<Q", length_bytes)
             (length_crc,) = struct.unpack("<I", header[8:])
             if check_crc and masked_crc32c(length_bytes) != length_crc:
-                raise DatasetError(f"{path}: corrupt record length at byte {offset} (CRC mismatch); not a TFRecord file?")
+                raise DatasetError(
+                    f"{path}: corrupt record length at byte {offset} (CRC mismatch); not a TFRecord file?"
+                )
             data = fh.read(length)
             footer = fh.read(4)
             if len(data) < length or len(footer) < 4:
@@ -169,12 +171,12 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
         if wire == _VARINT:
             value, pos = _varint(buf, pos)
         elif wire == _I64:
-            value, pos = buf[pos:pos + 8], pos + 8
+            value, pos = buf[pos : pos + 8], pos + 8
         elif wire == _LEN:
             n, pos = _varint(buf, pos)
-            value, pos = buf[pos:pos + n], pos + n
+            value, pos = buf[pos : pos + n], pos + n
         elif wire == _I32:
-            value, pos = buf[pos:pos + 4], pos + 4
+            value, pos = buf[pos : pos + 4], pos + 4
         else:
             raise ValueError(f"unsupported protobuf wire type {wire}")
         if pos > end:

@@ -120,7 +120,9 @@ def verify_dataset(
     if shard_dir.is_dir():
         stray = sorted(f"{SHARD_DIR}/{p.name}" for p in shard_dir.iterdir() if f"{SHARD_DIR}/{p.name}" not in listed)
         for rel in stray:
-            report.warnings.append(f"{root / rel}: not listed in the manifest (leftover of an interrupted run; ignored)")
+            report.warnings.append(
+                f"{root / rel}: not listed in the manifest (leftover of an interrupted run; ignored)"
+            )
     return report
 
 

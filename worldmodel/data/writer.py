@@ -153,7 +153,9 @@ class ShardWriter:
         if self._extras is None:
             self._extras = extras
         elif extras != self._extras:
-            raise ValueError(f"scene {index}: extras {list(extras)} differ from the shard's first scene {list(self._extras)}")
+            raise ValueError(
+                f"scene {index}: extras {list(extras)} differ from the shard's first scene {list(self._extras)}"
+            )
         self._put("frames", record.frames, f"scene {index} frames")
         self._put("cameras", record.cameras, f"scene {index} cameras")
         for name in extras:
@@ -175,13 +177,21 @@ class ShardWriter:
             os.replace(tmp, self.root / rel)
         fsync_dir(self.root / SHARD_DIR)
         for role in self._arrays:
-            files[role] = file_entry(self.root, shard_file(self.unit, role), shapes[role], str(self._arrays[role].dtype))
+            files[role] = file_entry(
+                self.root, shard_file(self.unit, role), shapes[role], str(self._arrays[role].dtype)
+            )
         files["meta"] = file_entry(self.root, shard_file(self.unit, "meta"))
         extras = {
             name: {"shape": list(shapes[extra_role(name)][1:]), "dtype": str(self._arrays[extra_role(name)].dtype)}
             for name in self._extras or ()
         }
-        return {"unit": self.unit, "first_index": self.first_index, "count": self.count, "files": files, "extras": extras}
+        return {
+            "unit": self.unit,
+            "first_index": self.first_index,
+            "count": self.count,
+            "files": files,
+            "extras": extras,
+        }
 
     def abort(self) -> None:
         """Delete the temporary files (after an error)."""
@@ -226,7 +236,9 @@ class DatasetWriter:
             fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock_fh.close()
-            raise DatasetError(f"{self.root}: another process is writing this dataset (lock {LOCK_NAME} is held)") from None
+            raise DatasetError(
+                f"{self.root}: another process is writing this dataset (lock {LOCK_NAME} is held)"
+            ) from None
         try:
             self.manifest = self._open(header, resume)
             self._recheck_committed()

@@ -29,8 +29,14 @@ KINDS: tuple[str, ...] = ("features", "map")
 class EncoderImageFunction(nn.Module):
     """``images -> features or map`` of a learner (see :func:`image_function`)."""
 
-    def __init__(self, model: nn.Module, kind: str = "features", viewpoints: torch.Tensor | None = None,
-                 image_size: int | None = None, name: str = "encoder") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        kind: str = "features",
+        viewpoints: torch.Tensor | None = None,
+        image_size: int | None = None,
+        name: str = "encoder",
+    ) -> None:
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; valid values: {', '.join(KINDS)}")
@@ -113,7 +119,9 @@ def _fixed_spectral(model: nn.Module, cached: tuple[torch.Tensor, ...] | None):
         del model.spectral
 
 
-def image_function(encoder: Any, kind: str = "features", viewpoints: torch.Tensor | None = None) -> EncoderImageFunction:
+def image_function(
+    encoder: Any, kind: str = "features", viewpoints: torch.Tensor | None = None
+) -> EncoderImageFunction:
     """A differentiable ``images -> tensor`` module of a frozen encoder (or a learner module).
 
     Args:
@@ -127,7 +135,9 @@ def image_function(encoder: Any, kind: str = "features", viewpoints: torch.Tenso
     if isinstance(encoder, FrozenEncoder):
         return EncoderImageFunction(encoder.model, kind, viewpoints, encoder.image_size, encoder.name).eval()
     if not hasattr(encoder, "encode"):
-        raise TypeError(f"expected a FrozenEncoder or a learner with encode(frames, viewpoints), got {type(encoder).__name__}")
+        raise TypeError(
+            f"expected a FrozenEncoder or a learner with encode(frames, viewpoints), got {type(encoder).__name__}"
+        )
     size = getattr(getattr(encoder, "config", None), "image_size", None)
     return EncoderImageFunction(encoder, kind, viewpoints, size, type(encoder).__name__.lower()).eval()
 
@@ -168,7 +178,11 @@ def untrained_encoder(path: str, device: str | None = None, seed: int | None = N
         model = spec.build(model_config)
     model = model.to(device=trained.device, dtype=trained.dtype)
     return FrozenEncoder(
-        model, feature_dim=trained.feature_dim, image_size=trained.image_size, name=f"{trained.name} (untrained)",
-        uses_viewpoint=trained.uses_viewpoint, dtype=trained.dtype,
+        model,
+        feature_dim=trained.feature_dim,
+        image_size=trained.image_size,
+        name=f"{trained.name} (untrained)",
+        uses_viewpoint=trained.uses_viewpoint,
+        dtype=trained.dtype,
         metadata={**trained.metadata, "untrained_control": True, "init_seed": seed},
     )

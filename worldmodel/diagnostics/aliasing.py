@@ -65,7 +65,10 @@ class BlurPool2d(nn.Module):
 
 
 def digit_cnn(
-    variant: str = "strided", widths: tuple[int, int, int] = (8, 16, 32), classes: int = 10, in_channels: int = 1,
+    variant: str = "strided",
+    widths: tuple[int, int, int] = (8, 16, 32),
+    classes: int = 10,
+    in_channels: int = 1,
     batch_norm: bool = True,
 ) -> nn.Sequential:
     """A small all-module CNN classifier (an ``nn.Sequential``: every layer is hookable).
@@ -136,7 +139,9 @@ def train_digit_cnn(
     losses: list[float] = []
     t0 = time.perf_counter()
     model.train()
-    for _ in tqdm(range(cfg.steps), desc=f"train {variant} seed {seed}", disable=not progress, leave=False, mininterval=2.0):
+    for _ in tqdm(
+        range(cfg.steps), desc=f"train {variant} seed {seed}", disable=not progress, leave=False, mininterval=2.0
+    ):
         idx = torch.randint(0, x_train.shape[0], (cfg.batch_size,), generator=gen)
         xb = x_train[idx]
         if cfg.augment_shift:
@@ -151,7 +156,13 @@ def train_digit_cnn(
     model.eval()
     with torch.no_grad():
         acc = float((model(x_test.float() / 255.0).argmax(1) == y_test).float().mean())
-    metrics = {"variant": variant, "seed": seed, "test_accuracy": acc, "train_loss": float(sum(losses[-50:]) / len(losses[-50:])),
-               "seconds": time.perf_counter() - t0, "parameters": sum(p.numel() for p in model.parameters()),
-               "config": asdict(cfg)}
+    metrics = {
+        "variant": variant,
+        "seed": seed,
+        "test_accuracy": acc,
+        "train_loss": float(sum(losses[-50:]) / len(losses[-50:])),
+        "seconds": time.perf_counter() - t0,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "config": asdict(cfg),
+    }
     return model, metrics

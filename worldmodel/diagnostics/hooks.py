@@ -37,9 +37,15 @@ class LEEHook:
     """
 
     def __init__(
-        self, images: torch.Tensor, transforms: Sequence[str] = ("translate_x", "rotate"), every: int = 100,
-        head: Any = None, output: str = "auto", function: Callable[[nn.Module], Callable] | None = None,
-        writer: Any = None, prefix: str = "lee",
+        self,
+        images: torch.Tensor,
+        transforms: Sequence[str] = ("translate_x", "rotate"),
+        every: int = 100,
+        head: Any = None,
+        output: str = "auto",
+        function: Callable[[nn.Module], Callable] | None = None,
+        writer: Any = None,
+        prefix: str = "lee",
     ) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
@@ -70,8 +76,15 @@ class LEEHook:
         try:
             p = next(iter(model.parameters()), None)
             x = self.images.to(device=p.device, dtype=p.dtype) if p is not None else self.images
-            res = local_equivariance_error(self._function(model), x, self.transforms, head=self.head, output=self.output,
-                                           progress=False, batch_size=max(1, x.shape[0]))
+            res = local_equivariance_error(
+                self._function(model),
+                x,
+                self.transforms,
+                head=self.head,
+                output=self.output,
+                progress=False,
+                batch_size=max(1, x.shape[0]),
+            )
         finally:
             model.train(was_training)
         scalars: dict[str, float] = {}

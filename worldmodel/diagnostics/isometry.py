@@ -74,7 +74,9 @@ def _pair_matrices(source: torch.Tensor, target: torch.Tensor) -> tuple[torch.Te
     s = torch.as_tensor(source).double().reshape(len(source), -1)
     t = torch.as_tensor(target).double().reshape(len(target), -1)
     if s.shape != t.shape:
-        raise ValueError(f"source and target latents must have the same shape, got {tuple(s.shape)} and {tuple(t.shape)}")
+        raise ValueError(
+            f"source and target latents must have the same shape, got {tuple(s.shape)} and {tuple(t.shape)}"
+        )
     if s.shape[0] < 1:
         raise ValueError("no pairs")
     return s, t
@@ -108,8 +110,15 @@ def _mean_sem(v: torch.Tensor) -> tuple[float, float]:
 
 
 def isometry_error(
-    fit_a: torch.Tensor, fit_b: torch.Tensor, test_a: torch.Tensor, test_b: torch.Tensor, *,
-    encoder: str = "encoder", transformation: str = "T", ridge: float = 1e-6, center: bool = False,
+    fit_a: torch.Tensor,
+    fit_b: torch.Tensor,
+    test_a: torch.Tensor,
+    test_b: torch.Tensor,
+    *,
+    encoder: str = "encoder",
+    transformation: str = "T",
+    ridge: float = 1e-6,
+    center: bool = False,
 ) -> IsometryResult:
     """Fit ``R`` (orthogonal) and ``W`` (linear) on ``fit`` pairs, report their errors on ``test`` pairs.
 
@@ -134,9 +143,23 @@ def isometry_error(
     o_m, o_s = _mean_sem(relative_errors(r, ta, tb))
     l_m, l_s = _mean_sem(relative_errors(w, ta, tb))
     return IsometryResult(
-        encoder, transformation, int(fa.shape[1]), int(fa.shape[0]), int(ta.shape[0]), i_m, o_m, l_m, i_s, o_s, l_s,
-        {"fit_orthogonal": float(relative_errors(r, fa, fb).mean()), "fit_linear": float(relative_errors(w, fa, fb).mean()),
-         "center": center, "ridge": ridge},
+        encoder,
+        transformation,
+        int(fa.shape[1]),
+        int(fa.shape[0]),
+        int(ta.shape[0]),
+        i_m,
+        o_m,
+        l_m,
+        i_s,
+        o_s,
+        l_s,
+        {
+            "fit_orthogonal": float(relative_errors(r, fa, fb).mean()),
+            "fit_linear": float(relative_errors(w, fa, fb).mean()),
+            "center": center,
+            "ridge": ridge,
+        },
     )
 
 
@@ -144,7 +167,11 @@ def isometry_error(
 
 
 def camera_motion_pairs(
-    dataset: Any, yaw_step: float = 0.3, yaw_tol: float = 0.05, pitch_tol: float = 0.05, max_pairs: int | None = None,
+    dataset: Any,
+    yaw_step: float = 0.3,
+    yaw_tol: float = 0.05,
+    pitch_tol: float = 0.05,
+    max_pairs: int | None = None,
 ) -> tuple[list[tuple[int, int, int]], dict[str, float]]:
     """Ordered view pairs ``(scene, a, b)`` of a scene dataset related by the same camera motion.
 
@@ -185,9 +212,13 @@ def camera_motion_pairs(
         if max_pairs is not None and len(pairs) >= max_pairs:
             break
     stats = {
-        "yaw_step": float(yaw_step), "yaw_tol": float(yaw_tol), "pitch_tol": float(pitch_tol), "pairs": len(pairs),
+        "yaw_step": float(yaw_step),
+        "yaw_tol": float(yaw_tol),
+        "pitch_tol": float(pitch_tol),
+        "pairs": len(pairs),
         "scenes": int(len({p[0] for p in pairs})),
-        "yaw_mean": float(np.mean(dyaw)) if dyaw else float("nan"), "yaw_std": float(np.std(dyaw)) if dyaw else float("nan"),
+        "yaw_mean": float(np.mean(dyaw)) if dyaw else float("nan"),
+        "yaw_std": float(np.std(dyaw)) if dyaw else float("nan"),
         "pitch_mean": float(np.mean(dpitch)) if dpitch else float("nan"),
         "pitch_std": float(np.std(dpitch)) if dpitch else float("nan"),
         "distance_change_std": float(np.std(ddist)) if ddist else float("nan"),
@@ -205,7 +236,11 @@ def _scene_dataset(data: Any):
 
 @torch.no_grad()
 def encode_scene_pairs(
-    encoder: Any, dataset: Any, pairs: Sequence[tuple[int, int, int]], batch_size: int = 64, progress: bool = True,
+    encoder: Any,
+    dataset: Any,
+    pairs: Sequence[tuple[int, int, int]],
+    batch_size: int = 64,
+    progress: bool = True,
     desc: str = "encode pairs",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Features ``(z(x_a), z(x_b))`` ``[n, D]`` of view pairs, each view with its own viewpoint."""
@@ -241,8 +276,15 @@ def pair_tau_error(model: Any, frames_a: torch.Tensor, frames_b: torch.Tensor, b
 
 
 def scene_isometry(
-    encoders: dict[str, Any], data: Any, yaw_step: float = 0.3, yaw_tol: float = 0.05, pitch_tol: float = 0.05,
-    fit_fraction: float = 0.7, ridge: float = 1e-6, progress: bool = True, max_pairs: int | None = None,
+    encoders: dict[str, Any],
+    data: Any,
+    yaw_step: float = 0.3,
+    yaw_tol: float = 0.05,
+    pitch_tol: float = 0.05,
+    fit_fraction: float = 0.7,
+    ridge: float = 1e-6,
+    progress: bool = True,
+    max_pairs: int | None = None,
 ) -> tuple[list[IsometryResult], dict[str, Any]]:
     """Isometry errors of several encoders under one camera motion of a scene dataset.
 
@@ -268,15 +310,25 @@ def scene_isometry(
         ta, tb = encode_scene_pairs(enc, ds, test, progress=progress, desc=f"{label}: test pairs")
         res = isometry_error(fa, fb, ta, tb, encoder=label, transformation=name, ridge=ridge)
         centred = isometry_error(fa, fb, ta, tb, encoder=label, transformation=name, ridge=ridge, center=True)
-        res.extra.update({"centred_orthogonal": centred.orthogonal, "centred_linear": centred.linear,
-                          "centred_identity": centred.identity})
+        res.extra.update(
+            {
+                "centred_orthogonal": centred.orthogonal,
+                "centred_linear": centred.linear,
+                "centred_identity": centred.identity,
+            }
+        )
         if getattr(getattr(enc, "model", None), "operator", None) is not None:
             if tensors is None:
                 tensors = _pair_frames(ds, test)
             res.extra["niso_tau_error"] = pair_tau_error(enc, *tensors)
         results.append(res)
-    return results, {**stats, "fit_pairs": len(fit), "test_pairs": len(test), "fit_scenes": sum(1 for s in scenes if s < cut),
-                     "test_scenes": sum(1 for s in scenes if s >= cut)}
+    return results, {
+        **stats,
+        "fit_pairs": len(fit),
+        "test_pairs": len(test),
+        "fit_scenes": sum(1 for s in scenes if s < cut),
+        "test_scenes": sum(1 for s in scenes if s >= cut),
+    }
 
 
 def _pair_frames(ds: Any, pairs: Sequence[tuple[int, int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -298,10 +350,13 @@ def digit_homography(name: str, size: int = 40) -> torch.Tensor:
 
     if name == "rotate_15deg":
         a = math.radians(15.0)
-        return torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]],
-                            dtype=torch.float64)
+        return torch.tensor(
+            [[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64
+        )
     if name == "shift_3px":
-        return torch.tensor([[1.0, 0.0, -3.0 * 2.0 / (size - 1)], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+        return torch.tensor(
+            [[1.0, 0.0, -3.0 * 2.0 / (size - 1)], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64
+        )
     if name == "homnist_draw":
         gen = torch.Generator().manual_seed(0)
         sigmas = torch.tensor(HOMOGRAPHY_SIGMAS, dtype=torch.float64)
@@ -333,8 +388,12 @@ def _encode_images(encoder: Any, images: torch.Tensor, batch_size: int = 128) ->
 
 
 def digit_isometry(
-    encoders: dict[str, Any], source: str = "digits", homographies: Sequence[str] = tuple(DIGIT_HOMOGRAPHIES),
-    ridge: float = 1e-6, max_digits: int | None = None, progress: bool = True,
+    encoders: dict[str, Any],
+    source: str = "digits",
+    homographies: Sequence[str] = tuple(DIGIT_HOMOGRAPHIES),
+    ridge: float = 1e-6,
+    max_digits: int | None = None,
+    progress: bool = True,
 ) -> list[IsometryResult]:
     """Isometry errors of digit encoders under fixed homographies: fit on train digits, test on test digits."""
     from tqdm.auto import tqdm
@@ -360,8 +419,13 @@ def digit_isometry(
         za_t, zb_t = _encode_images(enc, ta), _encode_images(enc, tb)
         res = isometry_error(za_f, zb_f, za_t, zb_t, encoder=label, transformation=hname, ridge=ridge)
         centred = isometry_error(za_f, zb_f, za_t, zb_t, encoder=label, transformation=hname, ridge=ridge, center=True)
-        res.extra.update({"centred_orthogonal": centred.orthogonal, "centred_linear": centred.linear,
-                          "centred_identity": centred.identity})
+        res.extra.update(
+            {
+                "centred_orthogonal": centred.orthogonal,
+                "centred_linear": centred.linear,
+                "centred_identity": centred.identity,
+            }
+        )
         tau = pair_tau_error(enc, ta, tb)
         if tau is not None:
             res.extra["niso_tau_error"] = tau

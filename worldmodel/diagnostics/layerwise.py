@@ -95,9 +95,15 @@ class LayerwiseResult:
     def summary(self) -> dict[str, Any]:
         """Plain numbers for JSON."""
         return {
-            "transform": self.transform, "estimator": self.estimator, "probes": self.probes, "images": self.images,
-            "end_to_end": self.end_to_end, "end_to_end_sem": self.end_to_end_sem,
-            "total": self.total, "total_sem": self.total_sem, "unattributed": self.unattributed,
+            "transform": self.transform,
+            "estimator": self.estimator,
+            "probes": self.probes,
+            "images": self.images,
+            "end_to_end": self.end_to_end,
+            "end_to_end_sem": self.end_to_end_sem,
+            "total": self.total,
+            "total_sem": self.total_sem,
+            "unattributed": self.unattributed,
             "layers": [vars(layer) | {"output_shape": list(layer.output_shape)} for layer in self.layers],
             **self.extra,
         }
@@ -186,7 +192,9 @@ class _Recorder:
             h.remove()
 
 
-def _local_lie_derivative(call: _Call, transform: ImageTransform, reference: tuple[int, int], padding: Padding) -> torch.Tensor:
+def _local_lie_derivative(
+    call: _Call, transform: ImageTransform, reference: tuple[int, int], padding: Padding
+) -> torch.Tensor:
     """``L f_i(h) = d/dt T_{-t} f_i(T_t h)`` at 0 for one recorded call.
 
     Forward mode with closed-form tangents: ``J_{f_i}(h) (d/dt T_t h) - d/dt T_t f_i(h)``.
@@ -323,8 +331,18 @@ def layerwise_lee(
         local = float(torch.cat(locals_[name]).mean())
         layers.append(LayerShare(name, meta[name][0], meta[name][1], float(v.mean()), _sem(v), local))
     tot, ee = torch.cat(totals), torch.cat(e2e)
-    return LayerwiseResult(tr.name, estimator, probes if estimator == "hutchinson" else 0, n, layers,
-                           float(ee.mean()), _sem(ee), float(tot.mean()), _sem(tot), {"output": kind})
+    return LayerwiseResult(
+        tr.name,
+        estimator,
+        probes if estimator == "hutchinson" else 0,
+        n,
+        layers,
+        float(ee.mean()),
+        _sem(ee),
+        float(tot.mean()),
+        _sem(tot),
+        {"output": kind},
+    )
 
 
 def _geometric() -> tuple[str, ...]:
@@ -340,7 +358,12 @@ def _sem(v: torch.Tensor) -> float:
 
 
 def _hutchinson_shares(
-    y: torch.Tensor, calls: list[_Call], local: list[torch.Tensor], lf: torch.Tensor, probes: int, gen: torch.Generator,
+    y: torch.Tensor,
+    calls: list[_Call],
+    local: list[torch.Tensor],
+    lf: torch.Tensor,
+    probes: int,
+    gen: torch.Generator,
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Per layer ``[images, probes]`` estimates of ``C_i . L f`` and their per-probe sum."""
     outs = [c.output for c in calls]
@@ -360,8 +383,14 @@ def _hutchinson_shares(
 
 
 def _exact_shares(
-    model: Callable, x: torch.Tensor, extra: list, head: Callable, recorder: _Recorder, calls: list[_Call],
-    local: list[torch.Tensor], lf: torch.Tensor,
+    model: Callable,
+    x: torch.Tensor,
+    extra: list,
+    head: Callable,
+    recorder: _Recorder,
+    calls: list[_Call],
+    local: list[torch.Tensor],
+    lf: torch.Tensor,
 ) -> list[torch.Tensor]:
     """Per layer ``[images]`` exact ``C_i . L f``: the layer's ``L f_i`` pushed forward in forward mode."""
     from torch.func import jvp

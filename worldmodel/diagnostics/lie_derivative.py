@@ -198,19 +198,27 @@ def lie_derivative(
     tr = resolve_transforms(transform)[0]
     h = resolve_head(head)
     if isinstance(model, nn.Module) and model.training:
-        warnings.warn("the model is in training mode; Lie derivatives are meant for eval mode (model.eval())", stacklevel=2)
+        warnings.warn(
+            "the model is in training mode; Lie derivatives are meant for eval mode (model.eval())", stacklevel=2
+        )
     kind = probe_output_kind(model, images, output, h, extra_args)
     return primal_and_derivative(model, images, tr, kind, h, padding, method, fd_step, extra_args)[1]
 
 
 def probe_output_kind(
-    model: Callable[..., torch.Tensor], images: torch.Tensor, output: str, head: Callable, extra_args: Sequence[Any] = ()
+    model: Callable[..., torch.Tensor],
+    images: torch.Tensor,
+    output: str,
+    head: Callable,
+    extra_args: Sequence[Any] = (),
 ) -> str:
     """Run the model on one image and classify its output (``"vector"`` or ``"map"``), checking it."""
     if output not in OUTPUTS:
         raise ValueError(f"unknown output {output!r}; valid values: {', '.join(OUTPUTS)}")
     with torch.no_grad():
-        first = [a[:1] if isinstance(a, torch.Tensor) and a.ndim and a.shape[0] == images.shape[0] else a for a in extra_args]
+        first = [
+            a[:1] if isinstance(a, torch.Tensor) and a.ndim and a.shape[0] == images.shape[0] else a for a in extra_args
+        ]
         y = _check_output(head(model(images[:1], *first)), 1)
     return output_kind(y, output)
 
@@ -231,7 +239,9 @@ def primal_and_derivative(
         raise ValueError(f"unknown method {method!r}; valid values: {', '.join(METHODS)}")
     if method in ("jvp", "linearize"):
         fm = forward_mode_model(model)
-        return next(iter(forward_mode_derivatives(fm, images, [transform], kind, head, padding, method, extra_args).values()))
+        return next(
+            iter(forward_mode_derivatives(fm, images, [transform], kind, head, padding, method, extra_args).values())
+        )
     t0 = torch.zeros((), dtype=images.dtype, device=images.device)
 
     def fn(t: torch.Tensor) -> torch.Tensor:
@@ -275,9 +285,14 @@ def forward_mode_model(model: Any) -> Any:
     """
     if not isinstance(model, nn.Module):
         return model
-    bns = [n for n, m in model.named_modules()
-           if isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.training and m.track_running_stats
-           and m.running_mean is not None]
+    bns = [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and not m.training
+        and m.track_running_stats
+        and m.running_mean is not None
+    ]
     if not bns:
         return model
     import copy
@@ -341,8 +356,11 @@ def forward_mode_derivatives(
                 y, stacked = vmap(lambda v: jvp(g, (images,), (v,)), out_dims=(None, 0))(batched)
                 pushed = dict(zip(names, stacked.unbind(0), strict=True))
             except Exception as err:  # e.g. data-dependent control flow: one jvp per transform instead
-                warnings.warn(f"torch.func.vmap over the transforms failed ({type(err).__name__}: {err}); "
-                              "using one jvp per transform", stacklevel=3)
+                warnings.warn(
+                    f"torch.func.vmap over the transforms failed ({type(err).__name__}: {err}); "
+                    "using one jvp per transform",
+                    stacklevel=3,
+                )
                 pushed, state["vmap"] = {}, False
         for name, v in tangents.items():
             if name not in pushed:
@@ -357,7 +375,9 @@ def forward_mode_derivatives(
     return out
 
 
-def double_vjp_derivative(fn: Callable[[torch.Tensor], torch.Tensor], t0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def double_vjp_derivative(
+    fn: Callable[[torch.Tensor], torch.Tensor], t0: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(fn(t0), d fn / dt at t0)`` with two reverse passes (the double-VJP trick of the original code).
 
     ``g(v) = v^T (d fn / dt)`` is built with ``create_graph=True``; its gradient in ``v`` is the
@@ -409,8 +429,13 @@ class LEEResult:
     def summary(self) -> dict[str, Any]:
         """Plain numbers for JSON."""
         return {
-            "transform": self.transform, "unit": self.unit, "output": self.output, "images": int(self.lee.numel()),
-            "lee": self.mean, "lee_sem": self.sem, "lee_median": float(self.lee.median()),
+            "transform": self.transform,
+            "unit": self.unit,
+            "output": self.output,
+            "images": int(self.lee.numel()),
+            "lee": self.mean,
+            "lee_sem": self.sem,
+            "lee_median": float(self.lee.median()),
             "relative": float(self.relative.mean()),
             "relative_sem": _sem(self.relative),
             **self.extra,
@@ -463,7 +488,10 @@ def local_equivariance_error(
             if method in ("jvp", "linearize"):
                 derivs = forward_mode_derivatives(fm_model, x, trs, kind, h, padding, method, extra, state)
             else:
-                derivs = {tr.name: primal_and_derivative(model, x, tr, kind, h, padding, method, extra_args=extra) for tr in trs}
+                derivs = {
+                    tr.name: primal_and_derivative(model, x, tr, kind, h, padding, method, extra_args=extra)
+                    for tr in trs
+                }
             norm = None
             for tr in trs:
                 y, d = derivs[tr.name]
@@ -475,4 +503,6 @@ def local_equivariance_error(
                 bar.update(1)
     finally:
         bar.close()
-    return {tr.name: LEEResult(tr.name, tr.unit, kind, torch.cat(per[tr.name][0]), torch.cat(per[tr.name][1])) for tr in trs}
+    return {
+        tr.name: LEEResult(tr.name, tr.unit, kind, torch.cat(per[tr.name][0]), torch.cat(per[tr.name][1])) for tr in trs
+    }

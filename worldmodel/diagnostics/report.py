@@ -71,13 +71,23 @@ def load_images(data: str, image_size: int, count: int, seed: int = 0) -> tuple[
     return x, torch.from_numpy(np.stack(cams)).float()
 
 
-def _lee_rows(fn: Any, images: torch.Tensor, views: torch.Tensor | None, transforms: Sequence[str], padding: str,
-              output: str) -> dict[str, Any]:
+def _lee_rows(
+    fn: Any, images: torch.Tensor, views: torch.Tensor | None, transforms: Sequence[str], padding: str, output: str
+) -> dict[str, Any]:
     from worldmodel.diagnostics.lie_derivative import local_equivariance_error
 
     extra = () if views is None else (views,)
-    res = local_equivariance_error(fn, images, transforms, output=output, padding=padding, extra_args=extra,
-                                   skip_inapplicable=True, progress=True, batch_size=32)
+    res = local_equivariance_error(
+        fn,
+        images,
+        transforms,
+        output=output,
+        padding=padding,
+        extra_args=extra,
+        skip_inapplicable=True,
+        progress=True,
+        batch_size=32,
+    )
     return {k: v.summary() for k, v in res.items()}
 
 
@@ -137,7 +147,9 @@ def diagnose_encoders(
             loaded[f"{label} untrained"] = ctrl
             sources[f"{label} untrained"] = str(enc_data)
     if len(set(sources.values())) > 1 and data is None:
-        raise ValueError(f"the encoders were trained on different data ({sorted(set(sources.values()))}); pass one --data")
+        raise ValueError(
+            f"the encoders were trained on different data ({sorted(set(sources.values()))}); pass one --data"
+        )
     data = next(iter(sources.values()))
     digits = _is_digits(data)
     t0 = time.perf_counter()
@@ -147,8 +159,12 @@ def diagnose_encoders(
         x = x.to(enc.device)
         views = None if views is None else views.to(enc.device)
         print(f"[{label}] LEE of features and map on {x.shape[0]} images", file=sys.stderr)
-        row: dict[str, Any] = {"name": enc.name, "feature_dim": enc.feature_dim, "image_size": enc.image_size,
-                               "metadata": {k: v for k, v in enc.metadata.items() if isinstance(v, (str, int, float, bool))}}
+        row: dict[str, Any] = {
+            "name": enc.name,
+            "feature_dim": enc.feature_dim,
+            "image_size": enc.image_size,
+            "metadata": {k: v for k, v in enc.metadata.items() if isinstance(v, (str, int, float, bool))},
+        }
         row["features"] = _lee_rows(image_function(enc, "features"), x, views, names, padding, "vector")
         try:
             fmap = image_function(enc, "map")
@@ -157,15 +173,26 @@ def diagnose_encoders(
             fmap, row["map"] = None, {"error": str(err)}
         if layerwise and fmap is not None:
             extra = () if views is None else (views[:layer_images],)
-            lw = layerwise_lee(fmap, x[:layer_images], layer_transform, output="map", padding=padding,
-                               probes=probes, extra_args=extra, seed=seed)
+            lw = layerwise_lee(
+                fmap,
+                x[:layer_images],
+                layer_transform,
+                output="map",
+                padding=padding,
+                probes=probes,
+                extra_args=extra,
+                seed=seed,
+            )
             row["layerwise"] = lw.summary()
         result["encoders"][label] = row
     print("latent isometry table", file=sys.stderr)
     if digits:
         iso = digit_isometry(loaded, data, tuple(homographies or DIGIT_HOMOGRAPHIES))
-        result["isometry"] = {"kind": "digit homographies", "results": [r.summary() for r in iso],
-                              "homographies": {h: DIGIT_HOMOGRAPHIES[h] for h in (homographies or DIGIT_HOMOGRAPHIES)}}
+        result["isometry"] = {
+            "kind": "digit homographies",
+            "results": [r.summary() for r in iso],
+            "homographies": {h: DIGIT_HOMOGRAPHIES[h] for h in (homographies or DIGIT_HOMOGRAPHIES)},
+        }
     else:
         iso, stats = scene_isometry(loaded, data, yaw_step, yaw_tol, pitch_tol)
         result["isometry"] = {"kind": "camera motion", "pairs": stats, "results": [r.summary() for r in iso]}
@@ -178,7 +205,10 @@ def diagnose_encoders(
         plot_layers(result, out_dir / "lee_layers.png")
     plot_isometry(result, out_dir / "isometry.png")
     print(table, file=sys.stderr)
-    print(f"wrote {out_dir}/equivariance.json, lee_transforms.png, lee_layers.png, isometry.png, isometry.md", file=sys.stderr)
+    print(
+        f"wrote {out_dir}/equivariance.json, lee_transforms.png, lee_layers.png, isometry.png, isometry.md",
+        file=sys.stderr,
+    )
     return result
 
 
@@ -192,23 +222,36 @@ def _pct(v: Any) -> str:
 def isometry_markdown(result: dict[str, Any]) -> str:
     """The isometry table as Markdown."""
     iso = result["isometry"]
-    lines = [f"Latent isometry error ({iso['kind']}, data {result['data']}): "
-             "held-out ||M z(x) - z(Tx)||^2 / ||z(Tx)||^2, mean over pairs.", ""]
+    lines = [
+        f"Latent isometry error ({iso['kind']}, data {result['data']}): "
+        "held-out ||M z(x) - z(Tx)||^2 / ||z(Tx)||^2, mean over pairs.",
+        "",
+    ]
     if iso["kind"] == "camera motion":
         p = iso["pairs"]
-        lines += [f"Pairs: yaw step {p['yaw_step']} +- {p['yaw_tol']} rad, |pitch step| <= {p['pitch_tol']} rad; "
-                  f"{p['fit_pairs']} fit pairs ({p['fit_scenes']} scenes), "
-                  f"{p['test_pairs']} test pairs ({p['test_scenes']} scenes); selected steps: "
-                  f"yaw {p['yaw_mean']:.3f} +- {p['yaw_std']:.3f}, pitch {p['pitch_mean']:.3f} +- {p['pitch_std']:.3f}.", ""]
-    lines += ["| encoder | transformation | dim | identity | best orthogonal R | best linear W | "
-              "centred: identity | centred: R | centred: W | NISO tau (per pair) |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"Pairs: yaw step {p['yaw_step']} +- {p['yaw_tol']} rad, |pitch step| <= {p['pitch_tol']} rad; "
+            f"{p['fit_pairs']} fit pairs ({p['fit_scenes']} scenes), "
+            f"{p['test_pairs']} test pairs ({p['test_scenes']} scenes); selected steps: "
+            f"yaw {p['yaw_mean']:.3f} +- {p['yaw_std']:.3f}, pitch {p['pitch_mean']:.3f} +- {p['pitch_std']:.3f}.",
+            "",
+        ]
+    lines += [
+        "| encoder | transformation | dim | identity | best orthogonal R | best linear W | "
+        "centred: identity | centred: R | centred: W | NISO tau (per pair) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in iso["results"]:
-        lines.append(f"| {r['encoder']} | {r['transformation']} | {r['dim']} | {_pct(r['identity'])} | {_pct(r['orthogonal'])} | "
-                     f"{_pct(r['linear'])} | {_pct(r.get('centred_identity'))} | {_pct(r.get('centred_orthogonal'))} | "
-                     f"{_pct(r.get('centred_linear'))} | {_pct(r.get('niso_tau_error'))} |")
-    lines += ["", "Centred: the fit pairs' means are subtracted first (affine maps); uncentred errors are small whenever "
-              "the features share a large common component."]
+        lines.append(
+            f"| {r['encoder']} | {r['transformation']} | {r['dim']} | {_pct(r['identity'])} | {_pct(r['orthogonal'])} "
+            f"| {_pct(r['linear'])} | {_pct(r.get('centred_identity'))} | {_pct(r.get('centred_orthogonal'))} | "
+            f"{_pct(r.get('centred_linear'))} | {_pct(r.get('niso_tau_error'))} |"
+        )
+    lines += [
+        "",
+        "Centred: the fit pairs' means are subtracted first (affine maps); uncentred errors are small whenever "
+        "the features share a large common component.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -226,7 +269,10 @@ def plot_transforms(result: dict[str, Any], path: str | Path) -> None:
     plt = _agg()
     encs = result["encoders"]
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.5))
-    for ax, key, title in ((axes[0], "features", "features (invariance)"), (axes[1], "map", "spatial map (equivariance)")):
+    for ax, key, title in (
+        (axes[0], "features", "features (invariance)"),
+        (axes[1], "map", "spatial map (equivariance)"),
+    ):
         rows = {k: v[key] for k, v in encs.items() if isinstance(v.get(key), dict) and "error" not in v[key]}
         if not rows:
             ax.set_axis_off()
@@ -266,8 +312,11 @@ def plot_layers(result: dict[str, Any], path: str | Path) -> None:
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xticks(range(len(labels)), labels, fontsize=6, rotation=90)
         ax.set_ylabel("share of LEE")
-        ax.set_title(f"{label}: {lw['transform']} ({lw['estimator']}, {lw['probes']} probes), "
-                     f"end-to-end {lw['end_to_end']:.3g}, layers sum {lw['total']:.3g} +- {lw['total_sem']:.2g}", fontsize=9)
+        ax.set_title(
+            f"{label}: {lw['transform']} ({lw['estimator']}, {lw['probes']} probes), "
+            f"end-to-end {lw['end_to_end']:.3g}, layers sum {lw['total']:.3g} +- {lw['total_sem']:.2g}",
+            fontsize=9,
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -278,9 +327,15 @@ def plot_isometry(result: dict[str, Any], path: str | Path) -> None:
     plt = _agg()
     rows = result["isometry"]["results"]
     labels = [f"{r['encoder']}\n{r['transformation']}" for r in rows]
-    keys = [("identity", "identity"), ("orthogonal", "best orthogonal R"), ("linear", "best linear W"),
-            ("centred_identity", "centred identity"), ("centred_orthogonal", "centred R"), ("centred_linear", "centred W"),
-            ("niso_tau_error", "NISO tau (per pair)")]
+    keys = [
+        ("identity", "identity"),
+        ("orthogonal", "best orthogonal R"),
+        ("linear", "best linear W"),
+        ("centred_identity", "centred identity"),
+        ("centred_orthogonal", "centred R"),
+        ("centred_linear", "centred W"),
+        ("niso_tau_error", "NISO tau (per pair)"),
+    ]
     keys = [k for k in keys if any(r.get(k[0]) is not None for r in rows)]
     fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(rows) + 3), 4.8))
     width = 0.8 / len(keys)

@@ -118,13 +118,17 @@ def _affine_fns():
         "translate_x": lambda t: _scalar_affine(t, one(t), zero(t), zero(t), one(t), t, zero(t)),
         "translate_y": lambda t: _scalar_affine(t, one(t), zero(t), zero(t), one(t), zero(t), t),
         # v points down, so [[c, s], [-s, c]] turns the content counter-clockwise on screen.
-        "rotate": lambda t: _scalar_affine(t, torch.cos(t), torch.sin(t), -torch.sin(t), torch.cos(t), zero(t), zero(t)),
+        "rotate": lambda t: _scalar_affine(
+            t, torch.cos(t), torch.sin(t), -torch.sin(t), torch.cos(t), zero(t), zero(t)
+        ),
         "scale": lambda t: _scalar_affine(t, torch.exp(t), zero(t), zero(t), torch.exp(t), zero(t), zero(t)),
         "shear_x": lambda t: _scalar_affine(t, one(t), t, zero(t), one(t), zero(t), zero(t)),
         "shear_y": lambda t: _scalar_affine(t, one(t), zero(t), t, one(t), zero(t), zero(t)),
         "stretch_x": lambda t: _scalar_affine(t, torch.exp(t), zero(t), zero(t), one(t), zero(t), zero(t)),
         "stretch_y": lambda t: _scalar_affine(t, one(t), zero(t), zero(t), torch.exp(t), zero(t), zero(t)),
-        "hyperbolic": lambda t: _scalar_affine(t, torch.cosh(t), torch.sinh(t), torch.sinh(t), torch.cosh(t), zero(t), zero(t)),
+        "hyperbolic": lambda t: _scalar_affine(
+            t, torch.cosh(t), torch.sinh(t), torch.sinh(t), torch.cosh(t), zero(t), zero(t)
+        ),
     }
 
 
@@ -223,7 +227,9 @@ def _fold(index: torch.Tensor, size: int, padding: str) -> tuple[torch.Tensor, t
     return torch.where(m >= size, period - 1 - m, m), None
 
 
-def sample_bicubic(images: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, padding: Padding = "zeros") -> torch.Tensor:
+def sample_bicubic(
+    images: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, padding: Padding = "zeros"
+) -> torch.Tensor:
     """Bicubic (Keys, a = -1/2) samples of ``images`` at source positions ``(xs, ys)``.
 
     Args:
@@ -265,8 +271,12 @@ def sample_bicubic(images: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, pad
 
 
 def _source_coordinates(
-    transform: ImageTransform, t: torch.Tensor, size: tuple[int, int], reference: tuple[int, int],
-    device: torch.device, dtype: torch.dtype,
+    transform: ImageTransform,
+    t: torch.Tensor,
+    size: tuple[int, int],
+    reference: tuple[int, int],
+    device: torch.device,
+    dtype: torch.dtype,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel-index source positions ``[B', h, w]`` of ``out(p) = in(M_t^-1 p)`` on an ``h x w`` map."""
     h, w = size
@@ -293,9 +303,7 @@ def _check_images(images: torch.Tensor, name: str = "images") -> None:
     if images.ndim != 4:
         raise ValueError(f"{name} must be [B, C, H, W], got shape {tuple(images.shape)}")
     if not images.is_floating_point():
-        raise ValueError(
-            f"{name} must be floating point (float32 or float64, e.g. uint8 / 255), got {images.dtype}"
-        )
+        raise ValueError(f"{name} must be floating point (float32 or float64, e.g. uint8 / 255), got {images.dtype}")
 
 
 def _as_t(t: float | torch.Tensor, images: torch.Tensor) -> torch.Tensor:

@@ -41,8 +41,10 @@ def load_factor_data(spec: str, size: int | None = None) -> Any:
         return ShapesDataset(size=size or 64)
     path = Path(spec)
     if not path.exists():
-        raise FileNotFoundError(f"--data {spec}: no such file or directory (expected '{SHAPES}', a directory "
-                                f"holding {FACTOR_FILE} or a .npz factor file)")
+        raise FileNotFoundError(
+            f"--data {spec}: no such file or directory (expected '{SHAPES}', a directory "
+            f"holding {FACTOR_FILE} or a .npz factor file)"
+        )
     npz = path / FACTOR_FILE if path.is_dir() else path
     if npz.suffix == ".npz" and npz.is_file():
         import numpy as np
@@ -78,7 +80,7 @@ def encoder_representation_fn(encoder: Any, batch_size: int = 256) -> Any:
                 x = np.repeat(x, 3, axis=1)
         out = []
         for i in range(0, x.shape[0], batch_size):
-            chunk = x[i:i + batch_size]
+            chunk = x[i : i + batch_size]
             views = np.zeros((chunk.shape[0], 7), dtype=np.float32) if encoder.uses_viewpoint else None
             out.append(encoder.encode_numpy(chunk, views))
         return np.concatenate(out, axis=0)
@@ -111,8 +113,9 @@ def plot_scores(path: str | Path, scores: dict[str, float], title: str) -> None:
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(names), 3.4))
     bars = ax.bar(names, [scores[n] for n in names], color="#4c72b0")
     for b, n in zip(bars, names, strict=True):
-        ax.annotate(f"{scores[n]:.2f}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom",
-                    fontsize=9)
+        ax.annotate(
+            f"{scores[n]:.2f}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=9
+        )
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("score")
     ax.set_title(title, fontsize=9)
@@ -133,9 +136,12 @@ def build_config(args: argparse.Namespace) -> Any:
     if args.dci_importance:
         config = replace(config, dci=replace(config.dci, importance=args.dci_importance))
     if args.batch_size:
-        config = replace(config, factorvae=replace(config.factorvae, batch_size=args.batch_size),
-                         betavae=replace(config.betavae, encode_batch_size=args.batch_size),
-                         samples=replace(config.samples, batch_size=args.batch_size))
+        config = replace(
+            config,
+            factorvae=replace(config.factorvae, batch_size=args.batch_size),
+            betavae=replace(config.betavae, encode_batch_size=args.batch_size),
+            samples=replace(config.samples, batch_size=args.batch_size),
+        )
     return config
 
 
@@ -155,6 +161,12 @@ def handle_disentanglement(args: argparse.Namespace) -> int:
     if not Path(args.run).is_dir():
         raise FileNotFoundError(f"--run {args.run}: no such run or checkpoint directory")
     config = build_config(args)
+    from worldmodel.data.scene_factors import is_scene_dataset
+
+    if is_scene_dataset(args.data):  # a collected scene dataset: sample metrics on its recorded factors
+        from worldmodel.eval.disentanglement.scenes import handle_scene_disentanglement
+
+        return handle_scene_disentanglement(args, config)
     dataset = load_factor_data(args.data, args.size)
     encoder = load_encoder(args.run, device=args.device)
     fn = encoder_representation_fn(encoder, batch_size=args.batch_size or 256)
@@ -166,8 +178,11 @@ def handle_disentanglement(args: argparse.Namespace) -> int:
     result = {
         "format": "wm-disentanglement-v1",
         "run": str(args.run),
-        "encoder": {"name": encoder.name, "feature_dim": encoder.feature_dim,
-                    "viewpoint": "zeros" if encoder.uses_viewpoint else None},
+        "encoder": {
+            "name": encoder.name,
+            "feature_dim": encoder.feature_dim,
+            "viewpoint": "zeros" if encoder.uses_viewpoint else None,
+        },
         "data": args.data,
         "factors": {"names": list(dataset.factor_names), "sizes": [int(s) for s in dataset.factor_sizes]},
         "metrics": list(metrics),
@@ -175,8 +190,11 @@ def handle_disentanglement(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "scores": res["scores"],
         "results": res["metrics"],
-        "seconds": {"total": total, "sampling": res["sampling_seconds"],
-                    **{n: r["seconds"] for n, r in res["metrics"].items()}},
+        "seconds": {
+            "total": total,
+            "sampling": res["sampling_seconds"],
+            **{n: r["seconds"] for n, r in res["metrics"].items()},
+        },
         "config": res["config"],
         "versions": meta["versions"],
         "command": meta["command"],
@@ -201,24 +219,48 @@ def add_disentanglement_parser(sub: Any) -> None:
         "disentanglement",
         help="disentanglement metrics (FactorVAE, beta-VAE, MIG, DCI, SAP) of a frozen encoder on factor data",
         description="Score a frozen encoder's codes against ground-truth factors: FactorVAE score (Kim & Mnih 2018), "
-                    "beta-VAE score (Higgins et al. 2017), MIG (Chen et al. 2018), DCI (Eastwood & Williams 2018) and "
-                    "SAP (Kumar et al. 2018). Writes --out (JSON) and a bar plot beside it (.png). "
-                    "See docs/disentanglement.md.",
+        "beta-VAE score (Higgins et al. 2017), MIG (Chen et al. 2018), DCI (Eastwood & Williams 2018) and "
+        "SAP (Kumar et al. 2018). Writes --out (JSON) and a bar plot beside it (.png). "
+        "See docs/disentanglement.md.",
     )
     p.add_argument("--run", required=True, help="trained run or checkpoint directory (any learner load_encoder knows)")
-    p.add_argument("--data", default=SHAPES,
-                   help="'shapes' (procedural dSprites grid), a dsprites_ndarray_*.npz, or a factor .npz / directory "
-                        "holding factors.npz (default: shapes)")
-    p.add_argument("--metrics", default=",".join(METRICS),
-                   help=f"comma-separated subset of {','.join(METRICS)} or 'all' (default: all)")
-    p.add_argument("--preset", choices=PRESETS, default="paper",
-                   help="sample sizes: paper (the papers' protocols; FactorVAE L=100, 800+800 votes), "
-                        "disentanglement_lib (its study settings), quick (a fast smoke test) (default: paper)")
-    p.add_argument("--dci-importance", choices=IMPORTANCE_CHOICES, default=None,
-                   help="DCI importance model (default: the preset's; gbt for paper and disentanglement_lib)")
+    p.add_argument(
+        "--data",
+        default=SHAPES,
+        help="'shapes' (procedural dSprites grid), a dsprites_ndarray_*.npz, a factor .npz / directory "
+        "holding factors.npz, or a scene dataset directory with recorded factors (jaco, rooms: MIG, "
+        "DCI, SAP only) (default: shapes)",
+    )
+    p.add_argument(
+        "--metrics",
+        default=",".join(METRICS),
+        help=f"comma-separated subset of {','.join(METRICS)} or 'all' (default: all)",
+    )
+    p.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default="paper",
+        help="sample sizes: paper (the papers' protocols; FactorVAE L=100, 800+800 votes), "
+        "disentanglement_lib (its study settings), quick (a fast smoke test) (default: paper)",
+    )
+    p.add_argument(
+        "--dci-importance",
+        choices=IMPORTANCE_CHOICES,
+        default=None,
+        help="DCI importance model (default: the preset's; gbt for paper and disentanglement_lib)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of every draw (default: 0)")
     p.add_argument("--out", required=True, help="output JSON file (the plot goes beside it as .png)")
     p.add_argument("--size", type=int, default=None, help="image size of --data shapes (default: 64)")
+    p.add_argument(
+        "--scenes",
+        default=None,
+        help="scene dataset only: scenes START:STOP to score (e.g. 480:600, or --scenes=-120: for the "
+        "last 120; default: all)",
+    )
+    p.add_argument(
+        "--bins", type=int, default=10, help="scene dataset only: quantile bins per continuous factor (default: 10)"
+    )
     p.add_argument("--batch-size", type=int, default=None, help="observations per encoder call (default: the preset's)")
     p.add_argument("--device", default="cpu", help="where the encoder runs (default: cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -31,7 +31,9 @@ from worldmodel.models.isometry import equivariance_error
 
 
 @torch.no_grad()
-def encode_images(model: nn.Module, images: torch.Tensor, features: str | None = None, batch_size: int = 256) -> torch.Tensor:
+def encode_images(
+    model: nn.Module, images: torch.Tensor, features: str | None = None, batch_size: int = 256
+) -> torch.Tensor:
     """Features ``[n, D]`` (float32, CPU) of uint8 images ``[n, C, H, W]`` with ``model.features``."""
     model.eval()
     device = next(model.parameters()).device
@@ -45,13 +47,19 @@ def encode_images(model: nn.Module, images: torch.Tensor, features: str | None =
 class MLPHead(nn.Module):
     """Standardise the input features (statistics of the training set), then a 2-layer MLP."""
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, out_dim: int, hidden: int = 256, dropout: float = 0.1) -> None:
+    def __init__(
+        self, mean: torch.Tensor, std: torch.Tensor, out_dim: int, hidden: int = 256, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
         self.net = nn.Sequential(
-            nn.Linear(mean.numel(), hidden), nn.SiLU(), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, out_dim),
+            nn.Linear(mean.numel(), hidden),
+            nn.SiLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, out_dim),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,7 +86,9 @@ class HeadConfig:
     """Seed of the head's initialisation and minibatch order."""
 
 
-def fit_head(x: torch.Tensor, y: torch.Tensor, out_dim: int, loss_fn, config: HeadConfig, desc: str = "head") -> MLPHead:
+def fit_head(
+    x: torch.Tensor, y: torch.Tensor, out_dim: int, loss_fn, config: HeadConfig, desc: str = "head"
+) -> MLPHead:
     """Train an :class:`MLPHead` on features ``x`` and targets ``y`` with ``loss_fn(pred, y)``."""
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
@@ -151,7 +161,12 @@ def classification_eval(
 
 @torch.no_grad()
 def equivariance_eval(
-    model: nn.Module, source: str = "digits", pairs: int = 512, seed: int = 4321, batch_size: int = 128, split: str = "test"
+    model: nn.Module,
+    source: str = "digits",
+    pairs: int = 512,
+    seed: int = 4321,
+    batch_size: int = 128,
+    split: str = "test",
 ) -> dict[str, Any]:
     """Latent equivariance error on held-out homography pairs ``(x, H x)``.
 
@@ -272,7 +287,9 @@ def collect_pairs(
 
 
 @torch.no_grad()
-def pose_metrics(head: nn.Module, x: torch.Tensor, targets: torch.Tensor, skips: torch.Tensor) -> dict[str, dict[str, float]]:
+def pose_metrics(
+    head: nn.Module, x: torch.Tensor, targets: torch.Tensor, skips: torch.Tensor
+) -> dict[str, dict[str, float]]:
     """Per frame skip: ``ate`` (RMSE of the relative translation, scene units), ``rot_deg`` (mean
     geodesic rotation error) and ``pairs``; plus ``"all"``."""
     rot, trans = pose_from_output(head(x))
@@ -307,8 +324,15 @@ def pose_eval(
     Returns ``{name: {"per_skip": {k: {ate, rot_deg, pairs}}, "train": {...}}}`` plus settings.
     """
     head = head or HeadConfig()
-    results: dict[str, Any] = {"settings": {"train_pairs": train_pairs, "test_pairs_per_skip": test_pairs_per_skip,
-                                            "skips": list(skips), "head": asdict(head), "seed": seed}}
+    results: dict[str, Any] = {
+        "settings": {
+            "train_pairs": train_pairs,
+            "test_pairs_per_skip": test_pairs_per_skip,
+            "skips": list(skips),
+            "head": asdict(head),
+            "seed": seed,
+        }
+    }
     for name, (model, kind) in models.items():
         model.eval()
         x, y, ks = collect_pairs(model, train_data, kind, train_pairs, skips, seed, desc=f"{name}: train pairs")

@@ -244,7 +244,11 @@ def encode_records(encoder: Any, data: ProbeFrames, views: int = 1, batch_size: 
 
 
 def probe_representation(
-    features: FeatureFn, data: ProbeFrames, test: np.ndarray, config: ProbeConfig, probes: tuple[str, ...] = ("ridge", "mlp")
+    features: FeatureFn,
+    data: ProbeFrames,
+    test: np.ndarray,
+    config: ProbeConfig,
+    probes: tuple[str, ...] = ("ridge", "mlp"),
 ) -> dict[str, Any]:
     """Held-out R² of each probe and quantity for one representation.
 
@@ -261,7 +265,7 @@ def probe_representation(
     for probe in probes:
         if probe == "ridge":
             pred, alpha = ridge_probe(x_train, y[~test], groups, x_test, config.folds)
-            extra = [{"alpha": [float(a) for a in alpha[cuts[i]:cuts[i + 1]]]} for i in range(len(names))]
+            extra = [{"alpha": [float(a) for a in alpha[cuts[i] : cuts[i + 1]]]} for i in range(len(names))]
         elif probe == "mlp":
             pred, epochs = mlp_probe(x_train, y[~test], groups, x_test, config)
             extra = [{"epochs": epochs} for _ in names]
@@ -269,8 +273,11 @@ def probe_representation(
             raise ValueError(f"unknown probe {probe!r}; valid values: 'ridge', 'mlp'")
         dims = r2_per_dim(y[test], pred)
         result["probes"][probe] = {
-            n: {"r2": float(dims[cuts[i]:cuts[i + 1]].mean()), "r2_per_dim": [float(d) for d in dims[cuts[i]:cuts[i + 1]]],
-                **extra[i]}
+            n: {
+                "r2": float(dims[cuts[i] : cuts[i + 1]].mean()),
+                "r2_per_dim": [float(d) for d in dims[cuts[i] : cuts[i + 1]]],
+                **extra[i],
+            }
             for i, n in enumerate(names)
         }
     return result
@@ -300,9 +307,13 @@ def run_probe(
     out: dict[str, Any] = {
         "config": asdict(config),
         "data": dict(data.info, records=len(data)),
-        "split": {"by": "episode", "train_episodes": int(np.unique(data.episodes[~test]).size),
-                  "test_episodes": int(np.unique(data.episodes[test]).size),
-                  "train_records": int((~test).sum()), "test_records": int(test.sum())},
+        "split": {
+            "by": "episode",
+            "train_episodes": int(np.unique(data.episodes[~test]).size),
+            "test_episodes": int(np.unique(data.episodes[test]).size),
+            "train_records": int((~test).sum()),
+            "test_records": int(test.sum()),
+        },
         "quantities": {k: int(v.shape[1]) for k, v in data.quantities.items()},
         "representations": {},
     }
@@ -328,18 +339,24 @@ def plot_probe(result: Mapping[str, Any], path: str) -> None:
         res = result["representations"][rep]
         xs = np.arange(len(quantities)) + (i - (len(reps) - 1) / 2) * width
         best = [res["best"][q] for q in quantities]
-        bars = ax.bar(xs, [max(v, -0.1) for v in best], width * 0.95, label=rep)  # axis floor -0.1; label the true value
+        bars = ax.bar(
+            xs, [max(v, -0.1) for v in best], width * 0.95, label=rep
+        )  # axis floor -0.1; label the true value
         if "ridge" in res["probes"]:
             ridge = [max(res["probes"]["ridge"][q]["r2"], -0.1) for q in quantities]
             ax.scatter(xs, ridge, marker="_", s=120, color="k", zorder=3, label="ridge" if i == 0 else None)
         for b, v in zip(bars, best):
-            ax.text(b.get_x() + b.get_width() / 2, max(v, -0.1) + 0.01, f"{v:.2f}", ha="center", va="bottom", fontsize=6)
+            ax.text(
+                b.get_x() + b.get_width() / 2, max(v, -0.1) + 0.01, f"{v:.2f}", ha="center", va="bottom", fontsize=6
+            )
     ax.set_xticks(np.arange(len(quantities)), quantities)
     ax.set_ylabel("held-out R² (better probe; bar)")
     ax.set_ylim(-0.1, 1.05)
     ax.axhline(0, color="k", lw=0.5)
     info = result.get("data", {})
-    ax.set_title(f"state probes, {info.get('env_id', '')} {info.get('camera', '')} camera, split by episode", fontsize=9)
+    ax.set_title(
+        f"state probes, {info.get('env_id', '')} {info.get('camera', '')} camera, split by episode", fontsize=9
+    )
     ax.legend(fontsize=7, ncol=2, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=130)

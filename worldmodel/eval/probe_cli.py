@@ -19,8 +19,8 @@ of the ``N-1`` env steps just before it (same episode; records then start at ste
 pixel baselines always see the record's frame only. ``--env-kwarg KEY=VALUE`` (repeatable; VALUE parsed as
 JSON when it parses, else a string) passes other ``gym.make`` arguments to the rollouts, e.g.
 ``--env-kwarg target_marker=true`` (the floor disc under the target); they are recorded in
-``probe.json`` and are part of the collection settings. ``--cache FILE.npz`` saves the collected frames and reuses them when the
-collection settings match (plain arrays, never pickles).
+``probe.json`` and are part of the collection settings. ``--cache FILE.npz`` saves the collected frames and reuses them
+when the collection settings match (plain arrays, never pickles).
 
 Torch and scikit-learn are imported inside the handler only, so ``wm --help`` stays fast.
 """
@@ -124,12 +124,18 @@ def load_probe_cache(path: str | os.PathLike[str]) -> Any:
             quantities = {name: z[_QUANTITY_PREFIX + name] for name in names}
             ctx = "context_frames" in files
             return ProbeFrames(
-                frames=z["frames"], viewpoints=z["viewpoints"], episodes=z["episodes"], quantities=quantities,
+                frames=z["frames"],
+                viewpoints=z["viewpoints"],
+                episodes=z["episodes"],
+                quantities=quantities,
                 context_frames=z["context_frames"] if ctx else None,
-                context_viewpoints=z["context_viewpoints"] if ctx else None, info=info,
+                context_viewpoints=z["context_viewpoints"] if ctx else None,
+                info=info,
             )
     except (OSError, KeyError, json.JSONDecodeError) as err:
-        raise ValueError(f"--cache {path}: cannot read the probe-frame cache ({err}); delete it or choose another file") from err
+        raise ValueError(
+            f"--cache {path}: cannot read the probe-frame cache ({err}); delete it or choose another file"
+        ) from err
 
 
 def _collect(args: argparse.Namespace, settings: dict[str, Any]) -> tuple[Any, str]:
@@ -141,14 +147,25 @@ def _collect(args: argparse.Namespace, settings: dict[str, Any]) -> tuple[Any, s
         got = {k: data.info.get(k) for k in CACHE_KEYS}
         got["env_kwargs"] = data.info.get("env_kwargs") or {}  # caches of before --env-kwarg: none
         if got != settings:
-            diff = ", ".join(f"{k}: cache {got[k]!r} vs asked {settings[k]!r}" for k in CACHE_KEYS if got[k] != settings[k])
-            raise ValueError(f"--cache {args.cache} was collected with other settings ({diff}); "
-                             "delete it or pass another --cache file")
+            diff = ", ".join(
+                f"{k}: cache {got[k]!r} vs asked {settings[k]!r}" for k in CACHE_KEYS if got[k] != settings[k]
+            )
+            raise ValueError(
+                f"--cache {args.cache} was collected with other settings ({diff}); "
+                "delete it or pass another --cache file"
+            )
         return data, "cache"
     data = collect_probe_frames(
-        settings["env_id"], camera=settings["camera"], size=settings["size"], episodes=settings["episodes"],
-        steps=settings["steps"], frame_skip=settings["frame_skip"], context=settings["context"], seed=settings["seed"],
-        env_kwargs=settings["env_kwargs"], progress=_progress(),
+        settings["env_id"],
+        camera=settings["camera"],
+        size=settings["size"],
+        episodes=settings["episodes"],
+        steps=settings["steps"],
+        frame_skip=settings["frame_skip"],
+        context=settings["context"],
+        seed=settings["seed"],
+        env_kwargs=settings["env_kwargs"],
+        progress=_progress(),
     )
     data.info["env_kwargs"] = dict(settings["env_kwargs"])
     if args.cache:
@@ -168,19 +185,25 @@ def _check_args(args: argparse.Namespace) -> None:
     from worldmodel.eval.probe_data import QUANTITIES
 
     if args.env not in QUANTITIES:
-        raise ValueError(f"--env {args.env!r} has no probe quantities; valid values: {', '.join(map(repr, QUANTITIES))}")
+        raise ValueError(
+            f"--env {args.env!r} has no probe quantities; valid values: {', '.join(map(repr, QUANTITIES))}"
+        )
     for name in ("episodes", "steps", "frame_skip", "views", "pca_components"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.episodes < 8:
-        raise ValueError(f"--episodes must be >= 8 (held-out test episodes, ridge folds and the MLP's early-stopping "
-                         f"episodes all come from them), got {args.episodes}")
+        raise ValueError(
+            f"--episodes must be >= 8 (held-out test episodes, ridge folds and the MLP's early-stopping "
+            f"episodes all come from them), got {args.episodes}"
+        )
     if args.size is not None and args.size < 1:
         raise ValueError(f"--size must be >= 1, got {args.size}")
     need = args.views - 1
     if need > args.steps:
-        raise ValueError(f"--views {args.views} needs {need} earlier steps of the episode per record, "
-                         f"more than --steps {args.steps}; raise --steps to at least {need} or lower --views")
+        raise ValueError(
+            f"--views {args.views} needs {need} earlier steps of the episode per record, "
+            f"more than --steps {args.steps}; raise --steps to at least {need} or lower --views"
+        )
     if not 0.0 < args.test_fraction < 1.0:
         raise ValueError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
     for arg in args.encoder:
@@ -191,8 +214,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError("--untrained and --no-untrained exclude each other")
     reserved = sorted(set(parse_env_kwargs(args.env_kwarg)) & set(_RESERVED_ENV_KWARGS))
     if reserved:
-        raise ValueError(f"--env-kwarg {', '.join(reserved)}: set by the probe itself "
-                         "(use --camera / --size; the rollouts observe pixels)")
+        raise ValueError(
+            f"--env-kwarg {', '.join(reserved)}: set by the probe itself "
+            "(use --camera / --size; the rollouts observe pixels)"
+        )
 
 
 def _encoder_record(path: str, encoder: Any) -> dict[str, Any]:
@@ -217,8 +242,10 @@ def _table(result: dict[str, Any]) -> str:
     reps = list(result["representations"])
     w = max(len("representation"), *(len(r) for r in reps))
     cell = max(18, *(len(q) + 2 for q in quantities))
-    lines = [f"held-out R² by episode ({result['split']['test_episodes']} test episodes): best probe (ridge)",
-             f"{'representation':<{w}} " + "".join(f"{q:>{cell}}" for q in quantities)]
+    lines = [
+        f"held-out R² by episode ({result['split']['test_episodes']} test episodes): best probe (ridge)",
+        f"{'representation':<{w}} " + "".join(f"{q:>{cell}}" for q in quantities),
+    ]
     for rep in reps:
         res = result["representations"][rep]
         cells = []
@@ -279,12 +306,22 @@ def handle_probe(args: argparse.Namespace) -> int:
     size = args.size if args.size is not None else encoders[first_label].image_size
     for label, enc in encoders.items():
         if enc.image_size != size:
-            raise ValueError(f"{records[label]['option']} {label!r} expects {enc.image_size}x{enc.image_size} images "
-                             f"but the probe frames are {size}x{size} (--size {size}); probe encoders of one image size together")
+            raise ValueError(
+                f"{records[label]['option']} {label!r} expects {enc.image_size}x{enc.image_size} images "
+                f"but the probe frames are {size}x{size} (--size {size}); probe encoders of one image size together"
+            )
 
-    settings = {"env_id": args.env, "camera": args.camera, "size": int(size), "episodes": args.episodes,
-                "steps": args.steps, "frame_skip": args.frame_skip, "context": args.views - 1, "seed": args.seed,
-                "env_kwargs": parse_env_kwargs(args.env_kwarg)}
+    settings = {
+        "env_id": args.env,
+        "camera": args.camera,
+        "size": int(size),
+        "episodes": args.episodes,
+        "steps": args.steps,
+        "frame_skip": args.frame_skip,
+        "context": args.views - 1,
+        "seed": args.seed,
+        "env_kwargs": parse_env_kwargs(args.env_kwarg),
+    }
     data, source = _collect(args, settings)
 
     representations = {label: encoder_features(enc, views=args.views) for label, enc in encoders.items()}
@@ -305,8 +342,10 @@ def handle_probe(args: argparse.Namespace) -> int:
         "options": to_jsonable(options),
         "command": meta["command"],
         "created": meta["created"],
-        "versions": {"python": meta["versions"]["python"],
-                     **package_versions((*DEFAULT_PACKAGES, "scikit-learn", "matplotlib"))},
+        "versions": {
+            "python": meta["versions"]["python"],
+            **package_versions((*DEFAULT_PACKAGES, "scikit-learn", "matplotlib")),
+        },
         "git": meta["git"],
     }
 
@@ -333,36 +372,74 @@ def add_probe_parser(sub: Any) -> None:
         "probe",
         help="state probes: world state (hand, target, joints) from frozen features vs pixel/untrained baselines",
         description="Regress ground-truth world-frame state (hand, target, target - hand, joint angles) from frozen "
-                    "features of frames of short random-action rollouts, split train/test by episode, with a ridge "
-                    "and an MLP probe; compares each --encoder with its untrained twin and with PCA of the raw pixels "
-                    "(without and with the camera viewpoint). Writes OUT/probe.json and OUT/probe.png.",
+        "features of frames of short random-action rollouts, split train/test by episode, with a ridge "
+        "and an MLP probe; compares each --encoder with its untrained twin and with PCA of the raw pixels "
+        "(without and with the camera viewpoint). Writes OUT/probe.json and OUT/probe.png.",
     )
-    p.add_argument("--encoder", action="append", required=True, metavar="[NAME=]DIR",
-                   help="checkpoint or run directory of a trained encoder (repeatable)")
-    p.add_argument("--env", default="wm/JacoReach-v1", help="environment id with probe quantities (default: wm/JacoReach-v1)")
-    p.add_argument("--camera", choices=PROBE_CAMERAS, default="moving", help="camera mode of the rollouts (default: moving)")
+    p.add_argument(
+        "--encoder",
+        action="append",
+        required=True,
+        metavar="[NAME=]DIR",
+        help="checkpoint or run directory of a trained encoder (repeatable)",
+    )
+    p.add_argument(
+        "--env", default="wm/JacoReach-v1", help="environment id with probe quantities (default: wm/JacoReach-v1)"
+    )
+    p.add_argument(
+        "--camera", choices=PROBE_CAMERAS, default="moving", help="camera mode of the rollouts (default: moving)"
+    )
     p.add_argument("--out", required=True, help="output directory (probe.json, probe.png)")
     p.add_argument("--size", type=int, default=None, help="image size (default: the first encoder's training size)")
-    p.add_argument("--env-kwarg", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra gymnasium.make argument of the rollouts, VALUE parsed as JSON when possible "
-                   "(repeatable), e.g. target_marker=true")
+    p.add_argument(
+        "--env-kwarg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra gymnasium.make argument of the rollouts, VALUE parsed as JSON when possible "
+        "(repeatable), e.g. target_marker=true",
+    )
     p.add_argument("--episodes", type=int, default=800, help="rollouts, i.e. distinct targets (default: 800)")
     p.add_argument("--steps", type=int, default=20, help="env steps per rollout (default: 20)")
     p.add_argument("--frame-skip", type=int, default=4, help="a record every this many steps (default: 4)")
-    p.add_argument("--views", type=int, default=1,
-                   help="encoder features = mean over the record's frame and those of the views-1 steps before it (default: 1)")
+    p.add_argument(
+        "--views",
+        type=int,
+        default=1,
+        help="encoder features = mean over the record's frame and those of the views-1 steps before it (default: 1)",
+    )
     untrained = p.add_mutually_exclusive_group()
-    untrained.add_argument("--untrained", default=None, metavar="[NAME=]DIR",
-                           help="untrained control encoder (default: the untrained twin of the first --encoder, seed 0)")
+    untrained.add_argument(
+        "--untrained",
+        default=None,
+        metavar="[NAME=]DIR",
+        help="untrained control encoder (default: the untrained twin of the first --encoder, seed 0)",
+    )
     untrained.add_argument("--no-untrained", action="store_true", help="no untrained control")
-    p.add_argument("--pca-components", type=int, default=256, help="components of the pixel-PCA baselines (default: 256)")
-    p.add_argument("--probes", nargs="+", choices=PROBE_CHOICES, default=list(PROBE_CHOICES),
-                   help="probes to fit (default: ridge mlp)")
+    p.add_argument(
+        "--pca-components", type=int, default=256, help="components of the pixel-PCA baselines (default: 256)"
+    )
+    p.add_argument(
+        "--probes",
+        nargs="+",
+        choices=PROBE_CHOICES,
+        default=list(PROBE_CHOICES),
+        help="probes to fit (default: ridge mlp)",
+    )
     p.add_argument("--test-fraction", type=float, default=0.25, help="fraction of episodes held out (default: 0.25)")
-    p.add_argument("--features", default=None,
-                   help="encoder feature type passed to the loader (GQN: pooled, spatial; NISO: latent, gram, grid)")
-    p.add_argument("--cache", default=None, metavar="FILE.npz",
-                   help="save the collected frames here, or reuse them when the collection settings match")
-    p.add_argument("--seed", type=int, default=0, help="seed of the rollouts, the episode split and the MLP (default: 0)")
+    p.add_argument(
+        "--features",
+        default=None,
+        help="encoder feature type passed to the loader (GQN: pooled, spatial; NISO: latent, gram, grid)",
+    )
+    p.add_argument(
+        "--cache",
+        default=None,
+        metavar="FILE.npz",
+        help="save the collected frames here, or reuse them when the collection settings match",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the rollouts, the episode split and the MLP (default: 0)"
+    )
     p.add_argument("--device", default="cpu", help="where to run the encoders (default: cpu)")
     p.set_defaults(handler=handle_probe)

@@ -118,7 +118,9 @@ def collect_probe_frames(
             history_f, history_v = [obs], [info["viewpoint"]]
             for t in range(steps + 1):
                 if t > 0:
-                    obs, _, terminated, truncated, info = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+                    obs, _, terminated, truncated, info = env.step(
+                        rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+                    )
                     history_f.append(obs)
                     history_v.append(info["viewpoint"])
                 if t >= first and (t - first) % frame_skip == 0:
@@ -142,6 +144,15 @@ def collect_probe_frames(
         quantities={k: np.stack(v) for k, v in values.items()},
         context_frames=np.stack(ctx_f).astype(np.uint8) if context else None,
         context_viewpoints=np.stack(ctx_v).astype(np.float32) if context else None,
-        info={"env_id": env_id, "camera": camera, "size": size, "episodes": episodes, "steps": steps,
-              "frame_skip": frame_skip, "context": context, "seed": seed, "policy": "uniform random actions"},
+        info={
+            "env_id": env_id,
+            "camera": camera,
+            "size": size,
+            "episodes": episodes,
+            "steps": steps,
+            "frame_skip": frame_skip,
+            "context": context,
+            "seed": seed,
+            "policy": "uniform random actions",
+        },
     )

@@ -51,12 +51,20 @@ class GQN(nn.Module):
         self.register_buffer("viewpoint_scale", scale, persistent=False)
         if config.representation == "lifted":
             self.psi = LiftedRepresentation(
-                config.volume_channels, config.image_size, tuple(config.volume_bounds), tuple(config.volume_size),
-                config.fovy_deg, float(config.position_scale or 1.0), config.r_channels, config.ray_samples,
+                config.volume_channels,
+                config.image_size,
+                tuple(config.volume_bounds),
+                tuple(config.volume_size),
+                config.fovy_deg,
+                float(config.position_scale or 1.0),
+                config.r_channels,
+                config.ray_samples,
                 tuple(config.ray_depth),
             )
         else:
-            self.psi = make_representation(config.representation, config.r_channels, config.viewpoint_dim, config.image_size)
+            self.psi = make_representation(
+                config.representation, config.r_channels, config.viewpoint_dim, config.image_size
+            )
         self.generator = GenerationNetwork(config)
         # Not persistent: it is a function of the step, restored by set_step on resume.
         self.register_buffer("sigma", torch.tensor(float(config.sigma_start)), persistent=False)
@@ -75,7 +83,9 @@ class GQN(nn.Module):
     def _check_images(self, x: torch.Tensor, what: str) -> None:
         size = self.config.image_size
         if x.shape[-3:] != (3, size, size):
-            raise ValueError(f"GQN expects {what} of shape [...,3,{size},{size}] (float in [0,1]), got {tuple(x.shape)}")
+            raise ValueError(
+                f"GQN expects {what} of shape [...,3,{size},{size}] (float in [0,1]), got {tuple(x.shape)}"
+            )
         if x.dtype == torch.uint8:
             raise ValueError(f"{what} must be float in [0,1]; convert with worldmodel.data.transfer.to_device")
 
@@ -93,7 +103,10 @@ class GQN(nn.Module):
         return self.psi(frames, self._viewpoints(viewpoints))
 
     def represent(
-        self, context_frames: torch.Tensor, context_viewpoints: torch.Tensor, query_viewpoint: torch.Tensor | None = None
+        self,
+        context_frames: torch.Tensor,
+        context_viewpoints: torch.Tensor,
+        query_viewpoint: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Scene representation ``r = sum_k psi(x_k, v_k)`` on the latent grid: ``[B,C,H/4,W/4]``.
 
@@ -157,8 +170,8 @@ class GQN(nn.Module):
         return metrics, out
 
     def loss(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Training loss ``nll + kl_weight * kl`` per image (nats; the negative ELBO at ``kl_weight = 1``) as ``"loss"``,
-    plus elbo, nll, kl, bits_per_dim, sigma."""
+        """Training loss ``nll + kl_weight * kl`` per image (nats; the negative ELBO at ``kl_weight = 1``) as
+        ``"loss"``, plus elbo, nll, kl, bits_per_dim, sigma."""
         metrics, _ = self._elbo(batch, self.sigma)
         return metrics
 
@@ -216,7 +229,11 @@ class GQN(nn.Module):
 
     @torch.no_grad()
     def surprise_curve(
-        self, frames: torch.Tensor, viewpoints: torch.Tensor, max_context: int | None = None, query_index: int = -1,
+        self,
+        frames: torch.Tensor,
+        viewpoints: torch.Tensor,
+        max_context: int | None = None,
+        query_index: int = -1,
         samples: int = 1,
     ) -> dict[int, float]:
         """Mean Bayesian surprise of one query view as the context grows.
@@ -236,7 +253,9 @@ class GQN(nn.Module):
         others = [i for i in range(v_count) if i != q]
         max_context = len(others) if max_context is None else max_context
         if not 0 <= max_context <= len(others):
-            raise ValueError(f"max_context must be in 0..{len(others)} for scenes of {v_count} views, got {max_context}")
+            raise ValueError(
+                f"max_context must be in 0..{len(others)} for scenes of {v_count} views, got {max_context}"
+            )
         out = {}
         for k in range(max_context + 1):
             idx = others[:k]
@@ -263,8 +282,12 @@ def build(config: GQNConfig) -> GQN:
 
 
 def load_frozen(
-    path: str, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None,
-    features: str | None = None, verify: bool = True, **unused: Any,
+    path: str,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    features: str | None = None,
+    verify: bool = True,
+    **unused: Any,
 ) -> Any:
     """Load a GQN checkpoint as a :class:`worldmodel.encoders.FrozenEncoder`.
 
@@ -284,7 +307,9 @@ def load_frozen(
     from worldmodel.train.config import config_from_dict
 
     if unused:
-        raise TypeError(f"load_frozen got unexpected option(s) {sorted(unused)}; valid: device, dtype, features, verify")
+        raise TypeError(
+            f"load_frozen got unexpected option(s) {sorted(unused)}; valid: device, dtype, features, verify"
+        )
     state, meta = load_model_state(path, device="cpu", verify=verify)
     if meta.get("learner") != "gqn":
         raise ValueError(f"{path}: checkpoint is of learner {meta.get('learner')!r}, not 'gqn'")
@@ -296,7 +321,9 @@ def load_frozen(
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"{meta['checkpoint_dir']}: weights do not match the GQN config in config.json ({err})") from err
+        raise CheckpointError(
+            f"{meta['checkpoint_dir']}: weights do not match the GQN config in config.json ({err})"
+        ) from err
     if isinstance(dtype, str):
         if dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"dtype {dtype!r} is not valid; valid values: 'float32', 'bfloat16', 'float16'")

@@ -39,9 +39,10 @@ class GQNConfig:
     image_size: int | None = None
     """Square image size in pixels (a multiple of 4, of 8 for 'pyramid'); None: taken from the training data."""
     representation: Literal["tower", "pool", "pyramid", "lifted"] = "tower"
-    """Representation network psi: 'tower' (r is r_channels x H/4 x W/4), 'pool' (tower + global average pool), 'pyramid' (r is
-    r_channels x 1 x 1) or 'lifted' (this toolkit's geometry-aware variant: each view's features lifted into a world-frame volume
-    with the camera's pinhole geometry, rendered into the query view for the generator; see :mod:`gqn_lifted`)."""
+    """Representation network psi: 'tower' (r is r_channels x H/4 x W/4), 'pool' (tower + global average pool),
+    'pyramid' (r is r_channels x 1 x 1) or 'lifted' (this toolkit's geometry-aware variant: each view's features lifted
+    into a world-frame volume with the camera's pinhole geometry, rendered into the query view for the generator; see
+    :mod:`gqn_lifted`)."""
     r_channels: int = 64
     """Channels of the scene representation r (256 in the paper)."""
     hidden_channels: int = 32
@@ -57,20 +58,20 @@ class GQNConfig:
     viewpoint_dim: int = 7
     """Size of the viewpoint input (7: x, y, z, cos yaw, sin yaw, cos pitch, sin pitch)."""
     position_scale: float | None = None
-    """Camera positions (x, y, z) are divided by this before entering the networks, so that they are O(1) like the angle terms.
-    None: set at training start to the RMS camera distance of the first training batch (e.g. about 9.5 for Shepard-Metzler
-    scenes), then saved with the config."""
+    """Camera positions (x, y, z) are divided by this before entering the networks, so that they are O(1) like the angle
+    terms. None: set at training start to the RMS camera distance of the first training batch (e.g. about 9.5 for
+    Shepard-Metzler scenes), then saved with the config."""
     mean_activation: Literal["linear", "sigmoid"] = "linear"
-    """Output mean of the Gaussian likelihood: 'linear' (a 1x1 conv of the canvas) or 'sigmoid' (squashed to [0,1], as in several
-    public ports; it saturates on dark backgrounds and then learns far more slowly at first)."""
+    """Output mean of the Gaussian likelihood: 'linear' (a 1x1 conv of the canvas) or 'sigmoid' (squashed to [0,1], as
+    in several public ports; it saturates on dark backgrounds and then learns far more slowly at first)."""
     inference_canvas: Literal["downsampled", "none"] = "downsampled"
-    """What the inference core C^e sees of the canvas u_{l-1}: 'downsampled' (the paper's form: u through a learned 4x4 /
-    stride-4 conv, as in torch-gqn and tf-gqn) or 'none' (the first release's form, as in wohlert's port). Checkpoints written
-    before the field existed load as 'none'."""
+    """What the inference core C^e sees of the canvas u_{l-1}: 'downsampled' (the paper's form: u through a learned 4x4
+    / stride-4 conv, as in torch-gqn and tf-gqn) or 'none' (the first release's form, as in wohlert's port). Checkpoints
+    written before the field existed load as 'none'."""
     kl_weight: float = 1.0
-    """Weight of the KL term in the training loss (1: the ELBO of the paper). Above 1 the latent becomes expensive, so the
-    generator must take what it renders from the representation r rather than from the query image through the posterior
-    (as a beta-VAE weights its KL); reported ELBOs are always the unweighted ones."""
+    """Weight of the KL term in the training loss (1: the ELBO of the paper). Above 1 the latent becomes expensive, so
+    the generator must take what it renders from the representation r rather than from the query image through the
+    posterior (as a beta-VAE weights its KL); reported ELBOs are always the unweighted ones."""
     sigma_start: float = 2.0
     """Pixel standard deviation of the Gaussian likelihood at step 0."""
     sigma_end: float = 0.7
@@ -78,13 +79,14 @@ class GQNConfig:
     sigma_anneal_steps: int = 500
     """Steps over which sigma goes linearly from sigma_start to sigma_end (200000 in the paper)."""
     max_context: int | None = None
-    """Largest number of context views per scene; each batch draws K uniformly in 1..max_context (data option). None: the GQN-port
-    value of the dataset's source (rooms 5, jaco 7, maze 20, Shepard-Metzler 15), at most views - 1."""
+    """Largest number of context views per scene; each batch draws K uniformly in 1..max_context (data option). None:
+    the GQN-port value of the dataset's source (rooms 5, jaco 7, maze 20, Shepard-Metzler 15), at most views - 1."""
     features: Literal["pooled", "spatial"] = "pooled"
-    """Frozen-encoder features of a single view: 'pooled' (psi averaged over space, r_channels values) or 'spatial' (the flattened
-    psi map; for 'lifted', the flattened world volume)."""
+    """Frozen-encoder features of a single view: 'pooled' (psi averaged over space, r_channels values) or 'spatial' (the
+    flattened psi map; for 'lifted', the flattened world volume)."""
     volume_bounds: tuple[float, float, float, float, float, float] = (-0.3, 0.8, -0.55, 0.55, 0.0, 0.88)
-    """'lifted' only: world box (x0, x1, y0, y1, z0, z1) in metres of the feature volume (default: the Jaco arm's workspace)."""
+    """'lifted' only: world box (x0, x1, y0, y1, z0, z1) in metres of the feature volume (default: the Jaco arm's
+    workspace)."""
     volume_size: tuple[int, int, int] = (12, 12, 8)
     """'lifted' only: cells (gx, gy, gz) of the feature volume."""
     volume_channels: int = 8
@@ -120,15 +122,17 @@ class GQNConfig:
             multiple = 8 if self.representation == "pyramid" else LATENT_STRIDE
             if self.image_size < multiple or self.image_size % multiple:
                 raise ValueError(
-                    f"image_size must be a positive multiple of {multiple} for the {self.representation!r} representation, "
-                    f"got {self.image_size}"
+                    f"image_size must be a positive multiple of {multiple} for the {self.representation!r} "
+                    f"representation, got {self.image_size}"
                 )
         if self.representation == "tower" and self.r_channels % 2:
             raise ValueError(f"r_channels must be even for the tower representation, got {self.r_channels}")
         if self.representation == "lifted":
             b = tuple(self.volume_bounds)
             if len(b) != 6 or not all(b[2 * i] < b[2 * i + 1] for i in range(3)):
-                raise ValueError(f"volume_bounds must be (x0, x1, y0, y1, z0, z1) with x0 < x1 etc., got {self.volume_bounds}")
+                raise ValueError(
+                    f"volume_bounds must be (x0, x1, y0, y1, z0, z1) with x0 < x1 etc., got {self.volume_bounds}"
+                )
             if len(tuple(self.volume_size)) != 3 or min(self.volume_size) < 1:
                 raise ValueError(f"volume_size must be three positive cell counts (gx, gy, gz), got {self.volume_size}")
             if self.volume_channels < 1 or self.ray_samples < 1 or not 0 < self.fovy_deg < 180:
@@ -136,7 +140,9 @@ class GQNConfig:
             if not 0 < self.ray_depth[0] < self.ray_depth[1]:
                 raise ValueError(f"ray_depth must be (near, far) with 0 < near < far, got {self.ray_depth}")
         if self.representation == "pyramid" and self.r_channels % 8:
-            raise ValueError(f"r_channels must be a multiple of 8 for the pyramid representation, got {self.r_channels}")
+            raise ValueError(
+                f"r_channels must be a multiple of 8 for the pyramid representation, got {self.r_channels}"
+            )
 
     @property
     def latent_size(self) -> int:
@@ -161,8 +167,12 @@ def configure(config: GQNConfig, data_info: Mapping[str, Any], first_batch: Call
     if config.position_scale is not None:
         return config
     batch = first_batch()
-    pos = np.concatenate([np.asarray(batch["context_cameras"])[..., :3].reshape(-1, 3),
-                          np.asarray(batch["query_camera"])[..., :3].reshape(-1, 3)])
+    pos = np.concatenate(
+        [
+            np.asarray(batch["context_cameras"])[..., :3].reshape(-1, 3),
+            np.asarray(batch["query_camera"])[..., :3].reshape(-1, 3),
+        ]
+    )
     rms = float(np.sqrt(np.mean(np.sum(pos.astype(np.float64) ** 2, axis=-1))))
     scale = float(f"{rms:.2g}") if rms > 1e-6 else 1.0
     return dataclasses.replace(config, position_scale=scale)
@@ -172,20 +182,42 @@ PRESETS = {
     "small": {
         "model": {},
         "train": {
-            "batch_size": 16, "steps": 2000, "lr": 2e-3, "lr_final": 2e-4, "lr_anneal_steps": 2000,
-            "ckpt_every": 250, "eval_every": 100, "image_every": 250,
+            "batch_size": 16,
+            "steps": 2000,
+            "lr": 2e-3,
+            "lr_final": 2e-4,
+            "lr_anneal_steps": 2000,
+            "ckpt_every": 250,
+            "eval_every": 100,
+            "image_every": 250,
         },
     },
     "paper": {
         "model": {
-            "image_size": 64, "representation": "tower", "r_channels": 256, "hidden_channels": 128,
-            "z_channels": 3, "generation_steps": 12, "shared_core": False, "kernel_size": 5,
-            "sigma_start": 2.0, "sigma_end": 0.7, "sigma_anneal_steps": 200_000,
+            "image_size": 64,
+            "representation": "tower",
+            "r_channels": 256,
+            "hidden_channels": 128,
+            "z_channels": 3,
+            "generation_steps": 12,
+            "shared_core": False,
+            "kernel_size": 5,
+            "sigma_start": 2.0,
+            "sigma_end": 0.7,
+            "sigma_anneal_steps": 200_000,
         },
         "train": {
-            "batch_size": 36, "steps": 1_600_000, "lr": 5e-4, "lr_final": 5e-5, "lr_anneal_steps": 1_600_000,
-            "lr_schedule": "linear", "ckpt_every": 5000, "eval_every": 5000, "image_every": 5000,
-            "log_every": 100, "eval_batches": 16,
+            "batch_size": 36,
+            "steps": 1_600_000,
+            "lr": 5e-4,
+            "lr_final": 5e-5,
+            "lr_anneal_steps": 1_600_000,
+            "lr_schedule": "linear",
+            "ckpt_every": 5000,
+            "eval_every": 5000,
+            "image_every": 5000,
+            "log_every": 100,
+            "eval_batches": 16,
         },
     },
 }
@@ -201,5 +233,6 @@ SPEC = LearnerSpec(
     configure="worldmodel.models.gqn_config:configure",
     frozen_loader="worldmodel.models.gqn:load_frozen",
     legacy_defaults={"inference_canvas": "none"},
-    description="Generative Query Network (Eslami et al. 2018): scene representation + conditional DRAW-style generator",
+    description="Generative Query Network (Eslami et al. 2018): scene representation + conditional DRAW-style "
+    "generator",
 )

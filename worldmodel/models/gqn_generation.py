@@ -48,7 +48,12 @@ class ConvLSTMCell(nn.Module):
     """
 
     def __init__(
-        self, input_channels: int, condition_channels: int, hidden_channels: int, kernel_size: int, recurrent: bool = True
+        self,
+        input_channels: int,
+        condition_channels: int,
+        hidden_channels: int,
+        kernel_size: int,
+        recurrent: bool = True,
     ) -> None:
         super().__init__()
         pad = kernel_size // 2
@@ -129,16 +134,20 @@ class GenerationNetwork(nn.Module):
         # first unshared core or the only step: those only ever see zeros besides their condition.
         later = [i > 0 or (cfg.shared_core and cfg.generation_steps > 1) for i in range(cores)]
         e_input = hid * (2 if self.canvas_input else 1)
-        self.inference_cores = nn.ModuleList(ConvLSTMCell(e_input, cond_e, hid, k, recurrent=later[i]) for i in range(cores))
+        self.inference_cores = nn.ModuleList(
+            ConvLSTMCell(e_input, cond_e, hid, k, recurrent=later[i]) for i in range(cores)
+        )
         # u_{l-1} -> the latent grid for C^e (one per core that sees a canvas; Identity keeps indices).
         self.canvas_downsamplers = nn.ModuleList(
             nn.Conv2d(hid, hid, kernel_size=LATENT_STRIDE, stride=LATENT_STRIDE, bias=False)
-            if self.canvas_input and later[i] else nn.Identity()
+            if self.canvas_input and later[i]
+            else nn.Identity()
             for i in range(cores)
         )
         self.generation_cores = nn.ModuleList(ConvLSTMCell(z, cond_g, hid, k) for _ in range(cores))
         self.upsamplers = nn.ModuleList(
-            nn.ConvTranspose2d(hid, hid, kernel_size=LATENT_STRIDE, stride=LATENT_STRIDE, bias=False) for _ in range(cores)
+            nn.ConvTranspose2d(hid, hid, kernel_size=LATENT_STRIDE, stride=LATENT_STRIDE, bias=False)
+            for _ in range(cores)
         )
         self.prior_head = nn.Conv2d(hid, 2 * z, k, padding=k // 2)
         self.posterior_head = nn.Conv2d(hid, 2 * z, k, padding=k // 2)

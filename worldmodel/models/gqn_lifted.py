@@ -69,8 +69,10 @@ def project(points: torch.Tensor, v7: torch.Tensor, fovy_deg: float) -> tuple[to
 def grid_points(bounds: tuple[float, ...], size: tuple[int, int, int]) -> torch.Tensor:
     """Cell centres ``[gz, gy, gx, 3]`` (x, y, z) of the world volume ``bounds = (x0, x1, y0, y1, z0, z1)``."""
     gx, gy, gz = size
-    axes = [torch.linspace(lo + (hi - lo) / (2 * n), hi - (hi - lo) / (2 * n), n)
-            for (lo, hi), n in zip(((bounds[0], bounds[1]), (bounds[2], bounds[3]), (bounds[4], bounds[5])), (gx, gy, gz))]
+    axes = [
+        torch.linspace(lo + (hi - lo) / (2 * n), hi - (hi - lo) / (2 * n), n)
+        for (lo, hi), n in zip(((bounds[0], bounds[1]), (bounds[2], bounds[3]), (bounds[4], bounds[5])), (gx, gy, gz))
+    ]
     zz, yy, xx = torch.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
     return torch.stack((xx, yy, zz), dim=-1)
 
@@ -91,8 +93,16 @@ class LiftedRepresentation(nn.Module):
     """
 
     def __init__(
-        self, channels: int, image_size: int, bounds: tuple[float, ...], size: tuple[int, int, int], fovy_deg: float,
-        position_scale: float, r_channels: int, ray_samples: int, ray_depth: tuple[float, float],
+        self,
+        channels: int,
+        image_size: int,
+        bounds: tuple[float, ...],
+        size: tuple[int, int, int],
+        fovy_deg: float,
+        position_scale: float,
+        r_channels: int,
+        ray_samples: int,
+        ray_depth: tuple[float, float],
     ) -> None:
         super().__init__()
         self.channels = channels
@@ -106,10 +116,14 @@ class LiftedRepresentation(nn.Module):
         # Feature map at H/2 (32 px in: 16 x 16), receptive field 11 px: small, so that a 32 px
         # view trains in well under a second per batch on one CPU core.
         self.cnn = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
         )
         # Per point: the sampled feature, the point's depth in the view, whether it is in view, and
         # its world position (so evidence can be put where it belongs, e.g. a floor mark at z = 0).
@@ -118,12 +132,15 @@ class LiftedRepresentation(nn.Module):
         # and the line of sight of the object above it), reaching +-4 cells up and down.
         # Residual, so the lifted evidence always reaches the output.
         self.volume_net = nn.Sequential(
-            nn.Conv3d(channels, channels, 3, padding=1), nn.ReLU(),
-            nn.Conv3d(channels, channels, 3, padding=1), nn.ReLU(),
+            nn.Conv3d(channels, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv3d(channels, channels, 3, padding=1),
+            nn.ReLU(),
             nn.Conv3d(channels, channels, 3, padding=(2, 1, 1), dilation=(2, 1, 1)),
         )
-        self.to_view = nn.Sequential(nn.Conv2d(channels * self.ray_samples, r_channels, 1), nn.ReLU(),
-                                     nn.Conv2d(r_channels, r_channels, 1))
+        self.to_view = nn.Sequential(
+            nn.Conv2d(channels * self.ray_samples, r_channels, 1), nn.ReLU(), nn.Conv2d(r_channels, r_channels, 1)
+        )
         self.register_buffer("points", grid_points(self.bounds, self.size).reshape(-1, 3), persistent=False)
         self.register_buffer("lo", torch.tensor(self.bounds[0::2]), persistent=False)
         self.register_buffer("hi", torch.tensor(self.bounds[1::2]), persistent=False)
@@ -155,10 +172,14 @@ class LiftedRepresentation(nn.Module):
         tan = math.tan(math.radians(self.fovy_deg) / 2)
         cells = (torch.arange(grid, device=volume.device, dtype=volume.dtype) + 0.5) / grid * 2 - 1  # [-1, 1]
         sy, sx = torch.meshgrid(-cells, cells, indexing="ij")  # image rows go down, camera y up
-        dirs = fwd[:, None, None] + tan * (sx[None, ..., None] * right[:, None, None] + sy[None, ..., None] * up[:, None, None])
+        dirs = fwd[:, None, None] + tan * (
+            sx[None, ..., None] * right[:, None, None] + sy[None, ..., None] * up[:, None, None]
+        )
         t = torch.linspace(*self.ray_depth, self.ray_samples, device=volume.device, dtype=volume.dtype)
         pts = pos[:, None, None, None] + t[None, :, None, None, None] * dirs[:, None]  # [B,S,g,g,3]
         lo, hi = self.lo.to(volume.dtype), self.hi.to(volume.dtype)
         coords = (pts - lo) / (hi - lo) * 2 - 1  # grid_sample wants (x, y, z) in [-1, 1]
-        samples = F.grid_sample(volume, coords, mode="bilinear", padding_mode="zeros", align_corners=False)  # [B,C,S,g,g]
+        samples = F.grid_sample(
+            volume, coords, mode="bilinear", padding_mode="zeros", align_corners=False
+        )  # [B,C,S,g,g]
         return self.to_view(samples.reshape(b, -1, grid, grid))

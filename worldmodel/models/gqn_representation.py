@@ -57,10 +57,14 @@ class Pyramid(nn.Module):
             raise ValueError(f"the pyramid representation needs image_size divisible by 8, got {image_size}")
         r = r_channels
         self.net = nn.Sequential(
-            nn.Conv2d(3 + viewpoint_dim, r // 8, kernel_size=2, stride=2), nn.ReLU(),
-            nn.Conv2d(r // 8, r // 4, kernel_size=2, stride=2), nn.ReLU(),
-            nn.Conv2d(r // 4, r // 2, kernel_size=2, stride=2), nn.ReLU(),
-            nn.Conv2d(r // 2, r, kernel_size=image_size // 8, stride=image_size // 8), nn.ReLU(),
+            nn.Conv2d(3 + viewpoint_dim, r // 8, kernel_size=2, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(r // 8, r // 4, kernel_size=2, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(r // 4, r // 2, kernel_size=2, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(r // 2, r, kernel_size=image_size // 8, stride=image_size // 8),
+            nn.ReLU(),
         )
 
     def forward(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

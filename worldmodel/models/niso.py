@@ -92,8 +92,12 @@ class _ResBlock(nn.Module):
     def __init__(self, in_width: int, width: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            _norm(in_width), nn.SiLU(), nn.Conv2d(in_width, width, 3, padding=1),
-            _norm(width), nn.SiLU(), nn.Conv2d(width, width, 3, padding=1),
+            _norm(in_width),
+            nn.SiLU(),
+            nn.Conv2d(in_width, width, 3, padding=1),
+            _norm(width),
+            nn.SiLU(),
+            nn.Conv2d(width, width, 3, padding=1),
         )
         self.skip = nn.Identity() if in_width == width else nn.Conv2d(in_width, width, 1)
 
@@ -344,7 +348,9 @@ def build_niso(architecture: str | None = "small", **overrides: Any) -> Niso:
     values: dict[str, Any] = {}
     if architecture is not None:
         if architecture not in ARCHITECTURES:
-            raise ValueError(f"unknown NISO architecture {architecture!r}; valid: {', '.join(map(repr, ARCHITECTURES))}")
+            raise ValueError(
+                f"unknown NISO architecture {architecture!r}; valid: {', '.join(map(repr, ARCHITECTURES))}"
+            )
         values.update(ARCHITECTURES[architecture])
     values.update(overrides)
     return Niso(values)
@@ -385,7 +391,11 @@ def load_frozen(path: str, device: str | torch.device | None = None, features: s
         image_size=model.config.image_size,
         name="niso",
         uses_viewpoint=False,
-        metadata={"checkpoint": config.get("checkpoint_dir"), "features": model.config.features, "step": config.get("step")},
+        metadata={
+            "checkpoint": config.get("checkpoint_dir"),
+            "features": model.config.features,
+            "step": config.get("step"),
+        },
         **kwargs,
     )
 
@@ -404,8 +414,12 @@ def training_data(train_config: Any, model_config: NisoConfig, batch_per_rank: i
         return None, replace(model_config, in_channels=model_config.in_channels or 3)
     channels = model_config.in_channels or 1
     run_data = homography_run_data(
-        train_config.data, batch_per_rank, train_config.seed, size=model_config.image_size,
-        sigma_scale=model_config.sigma_scale, channels=channels,
+        train_config.data,
+        batch_per_rank,
+        train_config.seed,
+        size=model_config.image_size,
+        sigma_scale=model_config.sigma_scale,
+        channels=channels,
         with_val=bool(train_config.eval_every) and train_config.val_fraction > 0,
     )
     return run_data, replace(model_config, in_channels=channels)

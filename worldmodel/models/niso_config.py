@@ -35,8 +35,8 @@ class NisoConfig:
     in_channels: int | None = None
     """Image channels: 1 (grey digits) or 3 (RGB scenes); None: 1 for homography digits, 3 for scene datasets."""
     channels: tuple[int, ...] = (16, 32)
-    """Encoder widths per resolution stage; each stage after the first halves the resolution (paper: 64,128: 40x40 -> a 20x20
-    latent)."""
+    """Encoder widths per resolution stage; each stage after the first halves the resolution (paper: 64,128: 40x40 -> a
+    20x20 latent)."""
     blocks: int = 1
     """Residual blocks per encoder/decoder stage (paper: 3)."""
     latent_dim: int = 16
@@ -48,17 +48,18 @@ class NisoConfig:
     beta: float = 0.1
     """Weight of the multiplicity loss L_M (0 gives the paper's 'without L_M' ablation)."""
     mode: Literal["niso", "autoencoder"] = "niso"
-    """'niso', or 'autoencoder': plain L1 reconstruction of both views of each pair (the 'AE + augmentation' baseline)."""
+    """'niso', or 'autoencoder': plain L1 reconstruction of both views of each pair (the 'AE + augmentation'
+    baseline)."""
     features: Literal["latent", "gram", "grid"] = "latent"
-    """Frozen-encoder features: 'latent' (projected latent Phi^T M E, k*d values), 'gram' (upper triangle of A^T A, invariant to
-    tau) or 'grid' (raw encoder grid)."""
+    """Frozen-encoder features: 'latent' (projected latent Phi^T M E, k*d values), 'gram' (upper triangle of A^T A,
+    invariant to tau) or 'grid' (raw encoder grid)."""
     grad_eps: float = GRAD_EPS
     """Floor on |s_i + s_j| in the backward pass of the SO(k) projection."""
     init_seed: int = 0
     """Seed of the operator's initialisation (the rest follows the training seed)."""
     skips: tuple[int, int] = (0, 3)
-    """Scene datasets: inclusive range (min, max) of the frame skip k between the two views of a training pair, within 0..9 (data
-    option)."""
+    """Scene datasets: inclusive range (min, max) of the frame skip k between the two views of a training pair, within
+    0..9 (data option)."""
     sigma_scale: float = 1.0
     """Homography digits: multiplier of homNIST's sl(3) coefficient standard deviations (data option)."""
 
@@ -81,10 +82,13 @@ class NisoConfig:
         if self.image_size is not None:
             factor = self.downsampling
             if self.image_size < factor or self.image_size % factor:
-                raise ValueError(f"image_size must be a positive multiple of {factor} (2**(stages-1)), got {self.image_size}")
+                raise ValueError(
+                    f"image_size must be a positive multiple of {factor} (2**(stages-1)), got {self.image_size}"
+                )
             if self.mode == "niso" and self.rank > self.num_positions:
                 raise ValueError(
-                    f"rank k={self.rank} exceeds the {self.num_positions} latent positions of a {self.image_size}px input"
+                    f"rank k={self.rank} exceeds the {self.num_positions} latent positions of a {self.image_size}px "
+                    "input"
                 )
 
     @property
@@ -115,9 +119,17 @@ class NisoConfig:
 
 
 _SMALL_TRAIN = {
-    "batch_size": 16, "steps": 1000, "lr": 1e-3, "lr_final": 2e-4, "lr_anneal_steps": 1000,
-    "lr_schedule": "cosine", "warmup_steps": 100, "weight_decay": 0.0, "ckpt_every": 250,
-    "eval_every": 250, "image_every": 250,
+    "batch_size": 16,
+    "steps": 1000,
+    "lr": 1e-3,
+    "lr_final": 2e-4,
+    "lr_anneal_steps": 1000,
+    "lr_schedule": "cosine",
+    "warmup_steps": 100,
+    "weight_decay": 0.0,
+    "ckpt_every": 250,
+    "eval_every": 250,
+    "image_every": 250,
 }
 
 PRESETS = {
@@ -129,9 +141,18 @@ PRESETS = {
     "paper": {
         "model": {"channels": (64, 128), "blocks": 3, "latent_dim": 32, "rank": 32, "alpha": 0.5, "beta": 0.1},
         "train": {
-            "batch_size": 16, "steps": 50_000, "lr": 5e-4, "lr_final": 5e-5, "lr_anneal_steps": 1_000_000,
-            "lr_schedule": "cosine", "warmup_steps": 2000, "weight_decay": 1e-4, "ckpt_every": 5000,
-            "eval_every": 5000, "image_every": 2500, "log_every": 100,
+            "batch_size": 16,
+            "steps": 50_000,
+            "lr": 5e-4,
+            "lr_final": 5e-5,
+            "lr_anneal_steps": 1_000_000,
+            "lr_schedule": "cosine",
+            "warmup_steps": 2000,
+            "weight_decay": 1e-4,
+            "ckpt_every": 5000,
+            "eval_every": 5000,
+            "image_every": 2500,
+            "log_every": 100,
         },
     },
     "scenes": {

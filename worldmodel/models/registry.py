@@ -78,9 +78,10 @@ class LearnerSpec:
     description: str = ""
     """One line for ``wm train --help``."""
     data_builder: str = ""
-    """Optional ``"module:function"`` ``(train_config, model_config, batch_per_rank) -> (RunData | None, model_config) | None``
-    for learner-specific data (NISO: ``--data digits``) and data-dependent model settings; a ``None`` RunData
-    (or result) falls back to the standard loaders of ``config.data``."""
+    """Optional ``"module:function"``
+    ``(train_config, model_config, batch_per_rank) -> (RunData | None, model_config) | None`` for learner-specific
+    data (NISO: ``--data digits``) and data-dependent model settings; a ``None`` RunData (or result) falls back to the
+    standard loaders of ``config.data``."""
     legacy_defaults: Mapping[str, Any] = field(default_factory=dict)
     """Model-config fields added after checkpoints were first written, with the value that reproduces those checkpoints'
     architecture (a new field's default may differ); filled into a checkpoint's config when it lacks them."""
@@ -91,7 +92,9 @@ class LearnerSpec:
                 f"learner {self.name!r}: loader {self.loader!r} is not valid; valid values: {', '.join(LOADER_KINDS)}"
             )
         if self.default_preset not in self.presets:
-            raise ValueError(f"learner {self.name!r}: default preset {self.default_preset!r} is not among {sorted(self.presets)}")
+            raise ValueError(
+                f"learner {self.name!r}: default preset {self.default_preset!r} is not among {sorted(self.presets)}"
+            )
 
     def custom_data(self, train_config: Any, model_config: Any, batch_per_rank: int) -> Any:
         """``(RunData or None, model_config)`` from :attr:`data_builder`, or ``None`` (no hook)."""
@@ -179,4 +182,3 @@ def available_learners() -> dict[str, LearnerSpec]:
             if err.name != target:
                 raise
     return out
-

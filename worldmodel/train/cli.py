@@ -55,8 +55,13 @@ def _option_kwargs(tp: Any, default: Any, doc: str, presets: dict[str, Any] | No
     return kwargs
 
 
-def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, prefix: str, title: str,
-                          presets: dict[str, dict[str, Any]] | None = None) -> None:
+def add_dataclass_options(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    prefix: str,
+    title: str,
+    presets: dict[str, dict[str, Any]] | None = None,
+) -> None:
     """Add ``--field-name`` options for every field of dataclass ``cls`` (dest ``prefix + name``).
 
     ``presets`` maps preset names to their overrides of this dataclass (shown in the help).
@@ -74,36 +79,59 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, prefix: st
 
 
 def _collect(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
-    return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in vars(args).items() if k.startswith(prefix)}
 
 
 def _add_learner(sub: Any, spec: LearnerSpec) -> None:
     parser = sub.add_parser(
-        spec.name, help=spec.description or f"train {spec.name}",
-        description=f"Train {spec.name}: {spec.description}. Presets: {', '.join(spec.presets)} (default {spec.default_preset}).",
+        spec.name,
+        help=spec.description or f"train {spec.name}",
+        description=f"Train {spec.name}: {spec.description}. Presets: {', '.join(spec.presets)} (default "
+        f"{spec.default_preset}).",
     )
     run = parser.add_argument_group("run")
-    run.add_argument("--preset", choices=list(spec.presets), default=None,
-                     help=f"named configuration (default: {spec.default_preset}; ignored with --resume)")
-    run.add_argument("--resume", action="store_true",
-                     help="continue the run in --out from its newest checkpoint, with its saved configuration")
+    run.add_argument(
+        "--preset",
+        choices=list(spec.presets),
+        default=None,
+        help=f"named configuration (default: {spec.default_preset}; ignored with --resume)",
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its newest checkpoint, with its saved configuration",
+    )
     run.add_argument("--print-config", action="store_true", help="print the resolved configuration as JSON and exit")
-    run.add_argument("--verify", action="store_true",
-                     help="check the full sha256 of every shard of --data/--val-data before training (reads the "
-                          "datasets once); without it only sizes, headers and a sampled hash are checked")
-    add_dataclass_options(parser, TrainConfig, TRAIN_PREFIX, "training",
-                          {name: dict(p.get("train", {})) for name, p in spec.presets.items()})
-    add_dataclass_options(parser, spec.config_cls(), MODEL_PREFIX, f"{spec.name} model",
-                          {name: dict(p.get("model", {})) for name, p in spec.presets.items()})
+    run.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the full sha256 of every shard of --data/--val-data before training (reads the "
+        "datasets once); without it only sizes, headers and a sampled hash are checked",
+    )
+    add_dataclass_options(
+        parser,
+        TrainConfig,
+        TRAIN_PREFIX,
+        "training",
+        {name: dict(p.get("train", {})) for name, p in spec.presets.items()},
+    )
+    add_dataclass_options(
+        parser,
+        spec.config_cls(),
+        MODEL_PREFIX,
+        f"{spec.name} model",
+        {name: dict(p.get("model", {})) for name, p in spec.presets.items()},
+    )
     parser.set_defaults(handler=handle_train, learner=spec.name)
 
 
 def add_commands(subparsers: Any) -> None:
     """Register ``wm train`` with the ``wm`` dispatcher."""
     parser = subparsers.add_parser(
-        "train", help="train a representation learner (gqn, ...) or benchmark training speed",
+        "train",
+        help="train a representation learner (gqn, ...) or benchmark training speed",
         description="Train representation learners with the shared engine (CPU/CUDA, torchrun DDP, "
-                    "checkpoints + resume, TensorBoard), or benchmark training speed.",
+        "checkpoints + resume, TensorBoard), or benchmark training speed.",
     )
     sub = parser.add_subparsers(dest="train_command", metavar="LEARNER", required=True)
     for name, spec in available_learners().items():
@@ -144,8 +172,17 @@ def handle_train(args: argparse.Namespace) -> int:
     """Handler of ``wm train <learner>``."""
     model_cfg, train_cfg, preset = resolve_from_args(args)
     if args.print_config:
-        print(json.dumps({"learner": args.learner, "preset": preset, "model": dataclasses.asdict(model_cfg),
-                          "train": dataclasses.asdict(train_cfg)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "learner": args.learner,
+                    "preset": preset,
+                    "model": dataclasses.asdict(model_cfg),
+                    "train": dataclasses.asdict(train_cfg),
+                },
+                indent=2,
+            )
+        )
         return 0
     if args.verify:
         from worldmodel.train.data import verify_run_datasets
@@ -160,8 +197,13 @@ def handle_train(args: argparse.Namespace) -> int:
         print(f"wm train {args.learner}: {err}", file=sys.stderr)
         return EXIT_DIVERGED
     if result.checkpoint is not None:
-        summary = {"run_dir": str(result.run_dir), "steps": result.step, "checkpoint": str(result.checkpoint),
-                   "seconds": round(result.seconds, 1), "last_train_loss": result.last_train.get("loss"),
-                   "last_eval": result.last_eval}
+        summary = {
+            "run_dir": str(result.run_dir),
+            "steps": result.step,
+            "checkpoint": str(result.checkpoint),
+            "seconds": round(result.seconds, 1),
+            "last_train_loss": result.last_train.get("loss"),
+            "last_eval": result.last_eval,
+        }
         print(json.dumps(summary, indent=2))
     return 0

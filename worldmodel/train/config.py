@@ -34,8 +34,8 @@ class TrainConfig:
     val_data: str | None = None
     """Held-out dataset directory; when unset the last ``val_fraction`` of ``data``'s scenes are held out."""
     val_fraction: float = 0.05
-    """Fraction of the training dataset's scenes (the last ones) held out for evaluation if ``val_data`` is unset (0 disables
-    evaluation)."""
+    """Fraction of the training dataset's scenes (the last ones) held out for evaluation if ``val_data`` is unset (0
+    disables evaluation)."""
     out: str = "runs/train"
     """Run directory: run.json, metrics.jsonl, TensorBoard events (tb/) and checkpoints/."""
     steps: int = 2000
@@ -82,8 +82,8 @@ class TrainConfig:
     image_every: int = 250
     """Write image grids (the learner's ``visualise``) to TensorBoard every this many steps (0 disables)."""
     eval_every: int = 100
-    """Evaluate on the held-out split every this many steps, before the first step and after the last (0 disables evaluation
-    unless val_data is given)."""
+    """Evaluate on the held-out split every this many steps, before the first step and after the last (0 disables
+    evaluation unless val_data is given)."""
     eval_batches: int = 4
     """Number of held-out batches per evaluation (the same batches every time)."""
     ckpt_every: int = 250
@@ -93,8 +93,8 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar with ETA."""
     allow_reshard: bool = False
-    """Allow ``--resume`` on a different number of processes than the run was saved with. Inexact: the per-rank batches, data
-    shards and RNG streams depend on the world size, so the continued run differs from an uninterrupted one."""
+    """Allow ``--resume`` on a different number of processes than the run was saved with. Inexact: the per-rank batches,
+    data shards and RNG streams depend on the world size, so the continued run differs from an uninterrupted one."""
     deterministic: bool = False
     """Ask torch for deterministic algorithms (slower on GPU; CPU training is deterministic anyway)."""
 
@@ -105,8 +105,17 @@ class TrainConfig:
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr_anneal_steps", "warmup_steps", "num_workers", "threads", "log_every", "image_every",
-                     "eval_every", "eval_batches", "ckpt_every"):
+        for name in (
+            "lr_anneal_steps",
+            "warmup_steps",
+            "num_workers",
+            "threads",
+            "log_every",
+            "image_every",
+            "eval_every",
+            "eval_batches",
+            "ckpt_every",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.keep_checkpoints < 1:
@@ -124,8 +133,23 @@ class TrainConfig:
 
 #: Training fields that may change when a run is resumed (they do not alter the trajectory).
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
-    {"steps", "num_workers", "threads", "log_every", "image_every", "eval_every", "ckpt_every", "keep_checkpoints",
-     "progress", "device", "out", "data", "val_data", "compile", "allow_reshard"}
+    {
+        "steps",
+        "num_workers",
+        "threads",
+        "log_every",
+        "image_every",
+        "eval_every",
+        "ckpt_every",
+        "keep_checkpoints",
+        "progress",
+        "device",
+        "out",
+        "data",
+        "val_data",
+        "compile",
+        "allow_reshard",
+    }
 )
 
 

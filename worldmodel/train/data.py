@@ -109,8 +109,16 @@ def split(
     return SceneSubset(dataset, range(n - n_val)), SceneSubset(dataset, range(n - n_val, n))
 
 
-def make_loader(kind: str, data: SceneDataset, batch_size: int, seed: int, shuffle: bool, num_workers: int,
-                options: dict[str, Any], pin_memory: bool = False) -> Any:
+def make_loader(
+    kind: str,
+    data: SceneDataset,
+    batch_size: int,
+    seed: int,
+    shuffle: bool,
+    num_workers: int,
+    options: dict[str, Any],
+    pin_memory: bool = False,
+) -> Any:
     """A loader of the data contract: ``kind`` 'gqn', 'pair' or 'image'."""
     from worldmodel.data import loader as loaders
     from worldmodel.data.image_loader import make_image_loader
@@ -119,8 +127,14 @@ def make_loader(kind: str, data: SceneDataset, batch_size: int, seed: int, shuff
     if kind not in factories:
         raise ValueError(f"unknown loader kind {kind!r}; valid values: {', '.join(map(repr, factories))}")
     return factories[kind](
-        data, batch_size=batch_size, seed=seed, num_workers=num_workers, shuffle=shuffle, drop_last=True,
-        pin_memory=pin_memory, **options,
+        data,
+        batch_size=batch_size,
+        seed=seed,
+        num_workers=num_workers,
+        shuffle=shuffle,
+        drop_last=True,
+        pin_memory=pin_memory,
+        **options,
     )
 
 
@@ -139,8 +153,15 @@ def verify_run_datasets(data: str, val_data: str | None) -> list[str]:
 
 
 def build_run_data(
-    kind: str, data: str, val_data: str | None, val_fraction: float, batch_per_rank: int, seed: int,
-    num_workers: int, options: dict[str, Any], pin_memory: bool = False,
+    kind: str,
+    data: str,
+    val_data: str | None,
+    val_fraction: float,
+    batch_per_rank: int,
+    seed: int,
+    num_workers: int,
+    options: dict[str, Any],
+    pin_memory: bool = False,
 ) -> RunData:
     """Open the datasets, split off validation and build both loaders (per-rank batch size).
 
@@ -174,5 +195,10 @@ def build_run_data(
 
 def _summary(ds: SceneDataset) -> dict[str, Any]:
     info = ds.info
-    return {"scenes": len(ds), "views": ds.views, "size": ds.size, "source": info.get("source"),
-            **({"subset": info["subset"]} if "subset" in info else {})}
+    return {
+        "scenes": len(ds),
+        "views": ds.views,
+        "size": ds.size,
+        "source": info.get("source"),
+        **({"subset": info["subset"]} if "subset" in info else {}),
+    }

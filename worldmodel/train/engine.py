@@ -104,8 +104,12 @@ def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -117,7 +121,9 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     """Inverse of :func:`rng_state`."""
     torch.set_rng_state(state["torch"].to(torch.uint8))
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     if "cuda" in state and torch.cuda.is_available():
@@ -136,8 +142,11 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any], allowed: frozenset[str] = frozenset()) -> list[str]:
     keys = sorted(set(old) | set(new))
-    return [f"{k} ({old.get(k)!r} in the run, {new.get(k)!r} now)" for k in keys
-            if k not in allowed and _norm(old.get(k)) != _norm(new.get(k))]
+    return [
+        f"{k} ({old.get(k)!r} in the run, {new.get(k)!r} now)"
+        for k in keys
+        if k not in allowed and _norm(old.get(k)) != _norm(new.get(k))
+    ]
 
 
 def _norm(v: Any) -> Any:
@@ -162,8 +171,13 @@ class Trainer:
     """
 
     def __init__(
-        self, learner: str | LearnerSpec, model_config: Any, config: TrainConfig, run_data: RunData | None = None,
-        resume: bool = False, preset: str | None = None,
+        self,
+        learner: str | LearnerSpec,
+        model_config: Any,
+        config: TrainConfig,
+        run_data: RunData | None = None,
+        resume: bool = False,
+        preset: str | None = None,
         step_hooks: Sequence[Callable[[nn.Module, int], Mapping[str, float] | None]] = (),
     ) -> None:
         self.spec = learner if isinstance(learner, LearnerSpec) else get_learner(learner)
@@ -183,7 +197,9 @@ class Trainer:
         self.device = ddp.resolve_device(cfg.device, local_rank)
         self.dist = ddp.init_distributed(self.device)
         if cfg.batch_size % self.dist.world_size:
-            raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes ({self.dist.world_size})")
+            raise ValueError(
+                f"batch_size {cfg.batch_size} must be divisible by the number of processes ({self.dist.world_size})"
+            )
         self.batch_per_rank = cfg.batch_size // self.dist.world_size
         cuda = self.device.type == "cuda"
         if cfg.threads > 0:
@@ -214,7 +230,9 @@ class Trainer:
 
     def _check_resume(self, meta: Mapping[str, Any]) -> None:
         if meta.get("learner") != self.spec.name:
-            raise ValueError(f"{self.run_dir}: the checkpoint is of learner {meta.get('learner')!r}, not {self.spec.name!r}")
+            raise ValueError(
+                f"{self.run_dir}: the checkpoint is of learner {meta.get('learner')!r}, not {self.spec.name!r}"
+            )
         diffs = _differences(meta["model"], dataclasses.asdict(self.model_config))
         if diffs:
             raise ValueError(f"cannot resume {self.run_dir}: the model config differs: {'; '.join(diffs)}")
@@ -239,8 +257,11 @@ class Trainer:
                 "(the continued run is then not identical to an uninterrupted one)"
             )
         if self.dist.is_main:
-            print(f"warning: resuming a world-size-{saved} run on {self.dist.world_size} processes (--allow-reshard): "
-                  "data order and RNG streams change from here on", file=sys.stderr)
+            print(
+                f"warning: resuming a world-size-{saved} run on {self.dist.world_size} processes (--allow-reshard): "
+                "data order and RNG streams change from here on",
+                file=sys.stderr,
+            )
 
     def _resolved(self) -> dict[str, Any]:
         return {
@@ -296,8 +317,14 @@ class Trainer:
                 self.run_data, self.model_config = custom
         if self.run_data is None:
             self.run_data = build_run_data(
-                self.spec.loader, cfg.data, cfg.val_data, cfg.val_fraction if cfg.eval_every or cfg.val_data else 0.0,
-                self.batch_per_rank, cfg.seed, cfg.num_workers, self.spec.loader_kwargs(self.model_config),
+                self.spec.loader,
+                cfg.data,
+                cfg.val_data,
+                cfg.val_fraction if cfg.eval_every or cfg.val_data else 0.0,
+                self.batch_per_rank,
+                cfg.seed,
+                cfg.num_workers,
+                self.spec.loader_kwargs(self.model_config),
                 pin_memory=self.device.type == "cuda",
             )
         data = self.run_data
@@ -307,11 +334,14 @@ class Trainer:
                 self.model_config = dataclasses.replace(self.model_config, image_size=int(size))
             elif size is not None and int(size) != self.model_config.image_size:
                 raise ValueError(
-                    f"the data has {size}px images but the model config asks for image_size={self.model_config.image_size}; "
-                    f"collect data with --size {self.model_config.image_size} or pass --image-size {size}"
+                    f"the data has {size}px images but the model config asks for "
+                    f"image_size={self.model_config.image_size}; collect data with --size "
+                    f"{self.model_config.image_size} or pass --image-size {size}"
                 )
 
-        self.model_config = self.spec.configure_from_data(self.model_config, data.info, lambda: next(iter(data.train_loader)))
+        self.model_config = self.spec.configure_from_data(
+            self.model_config, data.info, lambda: next(iter(data.train_loader))
+        )
         if dist.enabled:  # data-dependent fields must agree: every rank takes rank 0's config
             values = ddp.broadcast_json(dataclasses.asdict(self.model_config), dist, self.device)
             self.model_config = config_from_dict(type(self.model_config), values, f"{self.spec.name} model config")
@@ -327,8 +357,9 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         params = [p for p in model.parameters() if p.requires_grad]
         opt_cls = torch.optim.AdamW if cfg.weight_decay > 0 else torch.optim.Adam
-        optimizer = opt_cls(params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
-                            weight_decay=cfg.weight_decay)
+        optimizer = opt_cls(
+            params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, weight_decay=cfg.weight_decay
+        )
         step, epoch, batch_in_epoch = 0, 0, 0
         if self.resume:
             state, meta = ckpt.load_model_state(latest)
@@ -337,7 +368,11 @@ class Trainer:
             train_state = ckpt.load_train_state(latest)
             self._check_world_size(train_state)
             optimizer.load_state_dict(train_state["optimizer"])
-            step, epoch, batch_in_epoch = int(train_state["step"]), int(train_state["epoch"]), int(train_state["batch_in_epoch"])
+            step, epoch, batch_in_epoch = (
+                int(train_state["step"]),
+                int(train_state["epoch"]),
+                int(train_state["batch_in_epoch"]),
+            )
             set_rng_state(train_state["rng"])
         self.model, self.optimizer = model, optimizer
 
@@ -354,9 +389,14 @@ class Trainer:
     def _write_run_metadata(self, data: RunData, step: int) -> None:
         from worldmodel.run_metadata import read_run_metadata, write_run_metadata
 
-        extra: dict[str, Any] = {"data": data.info, "world_size": self.dist.world_size, "device": str(self.device),
-                                 "precision": self.precision, "channels_last": self.channels_last,
-                                 "parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad)}
+        extra: dict[str, Any] = {
+            "data": data.info,
+            "world_size": self.dist.world_size,
+            "device": str(self.device),
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+        }
         if self.resume:
             extra["resumed_from_step"] = step
             with contextlib.suppress(FileNotFoundError, ValueError):
@@ -368,8 +408,14 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg, dist = self.config, self.dist
-        bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True,
-                   disable=not (dist.is_main and cfg.progress), desc=f"train {self.spec.name}")
+        bar = tqdm(
+            total=cfg.steps,
+            initial=step,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (dist.is_main and cfg.progress),
+            desc=f"train {self.spec.name}",
+        )
         loader = data.train_loader
         batches_per_epoch = len(loader)
         last_train: dict[str, float] = {}
@@ -397,12 +443,14 @@ class Trainer:
                 if batch_in_epoch >= batches_per_epoch:
                     epoch, batch_in_epoch, it = epoch + 1, 0, None
                 dt = time.perf_counter() - t_prev
-                metrics.update({
-                    "epoch": epoch,
-                    "time/step_s": dt,
-                    "throughput/steps_per_s": 1.0 / max(dt, 1e-9),
-                    "throughput/scenes_per_s": cfg.batch_size / max(dt, 1e-9),
-                })
+                metrics.update(
+                    {
+                        "epoch": epoch,
+                        "time/step_s": dt,
+                        "throughput/steps_per_s": 1.0 / max(dt, 1e-9),
+                        "throughput/scenes_per_s": cfg.batch_size / max(dt, 1e-9),
+                    }
+                )
                 last_train = metrics
                 last_eval = self._after_step(data, step, batch, metrics, bar, last_eval)
                 if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or step == cfg.steps:
@@ -412,8 +460,14 @@ class Trainer:
         finally:
             bar.close()
             self.logger.close()
-        return TrainResult(self.run_dir, step, last_ckpt if dist.is_main else None, last_train, last_eval,
-                           time.perf_counter() - t_start)
+        return TrainResult(
+            self.run_dir,
+            step,
+            last_ckpt if dist.is_main else None,
+            last_train,
+            last_eval,
+            time.perf_counter() - t_start,
+        )
 
     @staticmethod
     def _epoch_iterator(loader: Any, epoch: int, start_batch: int) -> Any:
@@ -431,7 +485,13 @@ class Trainer:
         return it
 
     def _after_step(
-        self, data: RunData, step: int, batch: Any, metrics: dict[str, float], bar: Any, last_eval: dict[str, float] | None
+        self,
+        data: RunData,
+        step: int,
+        batch: Any,
+        metrics: dict[str, float],
+        bar: Any,
+        last_eval: dict[str, float] | None,
     ) -> dict[str, float] | None:
         """Log the step's metrics, evaluate on held-out data and write images when due; returns the
         newest held-out metrics."""
@@ -443,8 +503,9 @@ class Trainer:
             bar.set_postfix({k: f"{metrics[k]:.4g}" for k in ("loss",) if k in metrics}, refresh=False)
         if data.val_loader is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps):
             last_eval = self.evaluate(step)
-            bar.set_postfix({"loss": f"{metrics['loss']:.4g}", "val": f"{last_eval.get('loss', float('nan')):.4g}"},
-                            refresh=False)
+            bar.set_postfix(
+                {"loss": f"{metrics['loss']:.4g}", "val": f"{last_eval.get('loss', float('nan')):.4g}"}, refresh=False
+            )
         if self.dist.is_main and cfg.image_every and (step % cfg.image_every == 0 or step == cfg.steps):
             self._log_images(step, batch)
         return last_eval
@@ -545,12 +606,19 @@ class Trainer:
         path = None
         if self.dist.is_main:
             train_state = {
-                "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                "optimizer": self.optimizer.state_dict(), "rng": rng_state(), "world_size": self.dist.world_size,
+                "step": step,
+                "epoch": epoch,
+                "batch_in_epoch": batch_in_epoch,
+                "optimizer": self.optimizer.state_dict(),
+                "rng": rng_state(),
+                "world_size": self.dist.world_size,
             }
             meta = {**self._resolved(), "step": step, "data": self.run_data.info}
             path = ckpt.save_checkpoint(
-                self.run_dir / ckpt.CHECKPOINTS_DIR / ckpt.step_dir_name(step), self.model.state_dict(), meta, train_state
+                self.run_dir / ckpt.CHECKPOINTS_DIR / ckpt.step_dir_name(step),
+                self.model.state_dict(),
+                meta,
+                train_state,
             )
             ckpt.prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
         ddp.barrier(self.dist)

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 
-def _render(size: int, cam: np.ndarray, balls: list[tuple[np.ndarray, float, np.ndarray]],
-            floor: np.ndarray, sky: np.ndarray) -> np.ndarray:
+def _render(
+    size: int, cam: np.ndarray, balls: list[tuple[np.ndarray, float, np.ndarray]], floor: np.ndarray, sky: np.ndarray
+) -> np.ndarray:
     x, y, z, yaw, pitch = (float(v) for v in cam)
     fwd = np.array([np.cos(pitch) * np.cos(yaw), np.cos(pitch) * np.sin(yaw), np.sin(pitch)])
     right = np.array([np.sin(yaw), -np.cos(yaw), 0.0])
@@ -67,7 +68,8 @@ def synthetic_scene(seed: int, index: int, views: int, size: int):
         frames.append(_render(size, cam, balls, floor, sky))
         cameras.append(cam)
     return SceneRecord(
-        frames=np.stack(frames), cameras=np.stack(cameras).astype(np.float32),
+        frames=np.stack(frames),
+        cameras=np.stack(cameras).astype(np.float32),
         metadata={"source": "synthetic-ball", "seed": int(seed), "index": int(index)},
     )
 
@@ -78,12 +80,18 @@ def synthetic_scenes(scenes: int, views: int, size: int, seed: int = 0) -> Itera
         yield synthetic_scene(seed, i, views, size)
 
 
-def write_synthetic_dataset(root: str | Path, scenes: int, views: int, size: int, seed: int = 0, shard_size: int = 64) -> Path:
+def write_synthetic_dataset(
+    root: str | Path, scenes: int, views: int, size: int, seed: int = 0, shard_size: int = 64
+) -> Path:
     """Write a synthetic dataset directory with the toolkit's dataset writer."""
     from worldmodel.data.writer import write_scenes
 
     return write_scenes(
-        root, synthetic_scenes(scenes, views, size, seed), shard_size=shard_size, source="synthetic-ball", scenes=scenes,
+        root,
+        synthetic_scenes(scenes, views, size, seed),
+        shard_size=shard_size,
+        source="synthetic-ball",
+        scenes=scenes,
         collection={"source": "synthetic-ball", "scenes": scenes, "seed": seed},
     )
 

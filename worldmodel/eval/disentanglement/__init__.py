@@ -130,21 +130,29 @@ def evaluate(
     results: dict[str, dict[str, Any]] = {}
     if "factorvae" in names:
         t0 = time.perf_counter()
-        results["factorvae"] = factor_vae_score(dataset, representation_fn, metric_rng(seed, "factorvae"),
-                                                config.factorvae, progress=progress)
+        results["factorvae"] = factor_vae_score(
+            dataset, representation_fn, metric_rng(seed, "factorvae"), config.factorvae, progress=progress
+        )
         results["factorvae"]["seconds"] = time.perf_counter() - t0
     if "betavae" in names:
         t0 = time.perf_counter()
-        results["betavae"] = beta_vae_score(dataset, representation_fn, metric_rng(seed, "betavae"),
-                                            config.betavae, progress=progress)
+        results["betavae"] = beta_vae_score(
+            dataset, representation_fn, metric_rng(seed, "betavae"), config.betavae, progress=progress
+        )
         results["betavae"]["seconds"] = time.perf_counter() - t0
     sampling_seconds = None
     if any(n in SAMPLE_METRICS for n in names):
         t0 = time.perf_counter()
         s = config.samples
-        codes, factors = sample_codes_and_factors(dataset, representation_fn, s.num_train + s.num_test,
-                                                  metric_rng(seed, "samples"), batch_size=s.batch_size,
-                                                  progress=progress, desc="sample codes")
+        codes, factors = sample_codes_and_factors(
+            dataset,
+            representation_fn,
+            s.num_train + s.num_test,
+            metric_rng(seed, "samples"),
+            batch_size=s.batch_size,
+            progress=progress,
+            desc="sample codes",
+        )
         sampling_seconds = time.perf_counter() - t0
         frac = s.num_train / (s.num_train + s.num_test)
         for name in SAMPLE_METRICS:
@@ -168,9 +176,31 @@ def evaluate(
 
 
 __all__ = [
-    "METRICS", "INTERVENTION_METRICS", "SAMPLE_METRICS", "PRESETS", "IMPORTANCE_CHOICES",
-    "DisentanglementError", "RepresentationFn", "EvalConfig", "SampleConfig", "FactorVAEConfig", "BetaVAEConfig",
-    "MIGConfig", "DCIConfig", "SAPConfig", "KIM_MNIH", "DISENTANGLEMENT_LIB",
-    "factor_vae_score", "beta_vae_score", "mig_score", "dci_score", "sap_score",
-    "sample_codes_and_factors", "check_codes_factors", "evaluate", "parse_metrics", "preset_config", "metric_rng",
+    "METRICS",
+    "INTERVENTION_METRICS",
+    "SAMPLE_METRICS",
+    "PRESETS",
+    "IMPORTANCE_CHOICES",
+    "DisentanglementError",
+    "RepresentationFn",
+    "EvalConfig",
+    "SampleConfig",
+    "FactorVAEConfig",
+    "BetaVAEConfig",
+    "MIGConfig",
+    "DCIConfig",
+    "SAPConfig",
+    "KIM_MNIH",
+    "DISENTANGLEMENT_LIB",
+    "factor_vae_score",
+    "beta_vae_score",
+    "mig_score",
+    "dci_score",
+    "sap_score",
+    "sample_codes_and_factors",
+    "check_codes_factors",
+    "evaluate",
+    "parse_metrics",
+    "preset_config",
+    "metric_rng",
 ]

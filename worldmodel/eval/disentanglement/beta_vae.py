@@ -41,8 +41,14 @@ class BetaVAEConfig:
                 raise DisentanglementError(f"BetaVAEConfig.{name} must be a positive count, got {getattr(self, name)}")
 
 
-def _points(dataset: FactorDataset, representation_fn: RepresentationFn, n: int, config: BetaVAEConfig,
-            rng: np.random.Generator, bar: Any) -> tuple[np.ndarray, np.ndarray]:
+def _points(
+    dataset: FactorDataset,
+    representation_fn: RepresentationFn,
+    n: int,
+    config: BetaVAEConfig,
+    rng: np.random.Generator,
+    bar: Any,
+) -> tuple[np.ndarray, np.ndarray]:
     n_factors = len(dataset.factor_sizes)
     b = config.batch_size
     per_call = max(1, config.encode_batch_size // (2 * b))
@@ -57,7 +63,7 @@ def _points(dataset: FactorDataset, representation_fn: RepresentationFn, n: int,
         f2[rows, cols] = f1[rows, cols]
         obs = dataset.sample_observations_from_factors(np.concatenate([f1, f2]), rng)
         z = encode(representation_fn, obs, config.encode_batch_size)
-        z1, z2 = z[: m * b], z[m * b:]
+        z1, z2 = z[: m * b], z[m * b :]
         feats.append(np.abs(z1 - z2).reshape(m, b, -1).mean(axis=1))
         labels.append(ks)
         bar.update(m)
@@ -76,8 +82,14 @@ def beta_vae_score(
     from sklearn.linear_model import LogisticRegression
     from tqdm import tqdm
 
-    with tqdm(total=config.num_train + config.num_eval, desc="betavae points", unit="pt",
-              disable=not progress, dynamic_ncols=True, leave=False) as bar:
+    with tqdm(
+        total=config.num_train + config.num_eval,
+        desc="betavae points",
+        unit="pt",
+        disable=not progress,
+        dynamic_ncols=True,
+        leave=False,
+    ) as bar:
         x_train, y_train = _points(dataset, representation_fn, config.num_train, config, rng, bar)
         x_eval, y_eval = _points(dataset, representation_fn, config.num_eval, config, rng, bar)
     if np.unique(y_train).size < 2:

@@ -21,7 +21,9 @@ class DisentanglementError(ValueError):
     """Bad input to a disentanglement metric (shapes, sizes, names); the message names the thing and what is allowed."""
 
 
-def check_codes_factors(codes: np.ndarray, factors: np.ndarray, *, what: str = "codes") -> tuple[np.ndarray, np.ndarray]:
+def check_codes_factors(
+    codes: np.ndarray, factors: np.ndarray, *, what: str = "codes"
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate ``codes [n, D]`` (finite floats) against ``factors [n, F]`` (non-negative integers).
 
     Returns ``(codes float64, factors int64)``; raises :class:`DisentanglementError` on a rank,
@@ -38,8 +40,9 @@ def check_codes_factors(codes: np.ndarray, factors: np.ndarray, *, what: str = "
             f"{what} and factors disagree on n: {z.shape[0]} code rows, {f.shape[0]} factor rows"
         )
     if z.shape[0] < 2 or z.shape[1] < 1 or f.shape[1] < 1:
-        raise DisentanglementError(f"need n >= 2 samples, D >= 1 codes and F >= 1 factors; got {what} {z.shape}, "
-                                   f"factors {f.shape}")
+        raise DisentanglementError(
+            f"need n >= 2 samples, D >= 1 codes and F >= 1 factors; got {what} {z.shape}, factors {f.shape}"
+        )
     if not np.issubdtype(z.dtype, np.number) or not np.all(np.isfinite(z)):
         raise DisentanglementError(f"{what} must be finite numbers (dtype {z.dtype})")
     if not np.issubdtype(f.dtype, np.integer):
@@ -60,14 +63,16 @@ def encode(representation_fn: RepresentationFn, observations: np.ndarray, batch_
         raise DisentanglementError(f"batch_size must be >= 1, got {batch_size}")
     out = []
     for start in range(0, observations.shape[0], batch_size):
-        chunk = observations[start:start + batch_size]
+        chunk = observations[start : start + batch_size]
         z = np.asarray(representation_fn(chunk))
         if z.ndim != 2 or z.shape[0] != chunk.shape[0]:
             raise DisentanglementError(
                 f"representation_fn must return codes [n, D] for n={chunk.shape[0]} observations, got shape {z.shape}"
             )
         if out and z.shape[1] != out[0].shape[1]:
-            raise DisentanglementError(f"representation_fn changed its code size from {out[0].shape[1]} to {z.shape[1]}")
+            raise DisentanglementError(
+                f"representation_fn changed its code size from {out[0].shape[1]} to {z.shape[1]}"
+            )
         if not np.all(np.isfinite(z)):
             raise DisentanglementError("representation_fn returned non-finite codes (nan or inf)")
         out.append(z.astype(np.float64))

@@ -44,8 +44,9 @@ class DCIConfig:
 
     def __post_init__(self) -> None:
         if self.importance not in IMPORTANCE_CHOICES:
-            raise DisentanglementError(f"DCIConfig.importance {self.importance!r} is unknown; "
-                                       f"allowed: {', '.join(IMPORTANCE_CHOICES)}")
+            raise DisentanglementError(
+                f"DCIConfig.importance {self.importance!r} is unknown; allowed: {', '.join(IMPORTANCE_CHOICES)}"
+            )
         if not 0 < self.train_fraction < 1:
             raise DisentanglementError(f"DCIConfig.train_fraction must be in (0, 1), got {self.train_fraction}")
         if self.n_estimators < 1:
@@ -61,8 +62,9 @@ def _classifier(config: DCIConfig, seed: int) -> Any:
 
     # max_features=None: every split sees every latent, so unrelated latents get no importance from
     # splits forced onto them (with the usual sqrt(D) subset the true factors score D ~ 0.87, not ~1).
-    return RandomForestClassifier(n_estimators=config.n_estimators, max_features=None, random_state=seed,
-                                  n_jobs=config.n_jobs)
+    return RandomForestClassifier(
+        n_estimators=config.n_estimators, max_features=None, random_state=seed, n_jobs=config.n_jobs
+    )
 
 
 def importance_matrix(
@@ -72,8 +74,9 @@ def importance_matrix(
     z, f = check_codes_factors(codes, factors)
     n_train = int(round(config.train_fraction * z.shape[0]))
     if n_train < 2 or z.shape[0] - n_train < 1:
-        raise DisentanglementError(f"DCI: {z.shape[0]} samples are too few to split {config.train_fraction:.2f} "
-                                   "for training")
+        raise DisentanglementError(
+            f"DCI: {z.shape[0]} samples are too few to split {config.train_fraction:.2f} for training"
+        )
     r = np.zeros((z.shape[1], f.shape[1]))
     train_acc, test_acc = np.zeros(f.shape[1]), np.zeros(f.shape[1])
     for k in range(f.shape[1]):
@@ -115,8 +118,9 @@ def dci_from_importance(r: np.ndarray) -> dict[str, Any]:
     }
 
 
-def dci_score(codes: np.ndarray, factors: np.ndarray, rng: np.random.Generator,
-              config: DCIConfig = DCIConfig()) -> dict[str, Any]:  # noqa: B008
+def dci_score(
+    codes: np.ndarray, factors: np.ndarray, rng: np.random.Generator, config: DCIConfig = DCIConfig()
+) -> dict[str, Any]:  # noqa: B008
     """DCI of ``codes [n, D]`` against ``factors [n, F]``.
 
     Returns ``{"score": disentanglement, "disentanglement", "completeness", "informativeness"
@@ -124,6 +128,12 @@ def dci_score(codes: np.ndarray, factors: np.ndarray, rng: np.random.Generator,
     """
     r, train_acc, test_acc = importance_matrix(codes, factors, config, rng)
     out = dci_from_importance(r)
-    return {"score": out["disentanglement"], **out, "informativeness": float(test_acc.mean()),
-            "informativeness_train": float(train_acc.mean()), "informativeness_per_factor": test_acc.tolist(),
-            "importance_model": config.importance, "importance": r.tolist()}
+    return {
+        "score": out["disentanglement"],
+        **out,
+        "informativeness": float(test_acc.mean()),
+        "informativeness_train": float(train_acc.mean()),
+        "informativeness_per_factor": test_acc.tolist(),
+        "importance_model": config.importance,
+        "importance": r.tolist(),
+    }

@@ -50,7 +50,9 @@ class FactorVAEConfig:
     def __post_init__(self) -> None:
         for name in ("samples_per_vote", "num_train", "num_eval", "num_variance_estimate", "batch_size"):
             if int(getattr(self, name)) < (2 if name in ("samples_per_vote", "num_variance_estimate") else 1):
-                raise DisentanglementError(f"FactorVAEConfig.{name} must be a positive count, got {getattr(self, name)}")
+                raise DisentanglementError(
+                    f"FactorVAEConfig.{name} must be a positive count, got {getattr(self, name)}"
+                )
         if self.prune_threshold < 0:
             raise DisentanglementError(f"FactorVAEConfig.prune_threshold must be >= 0, got {self.prune_threshold}")
 
@@ -79,18 +81,20 @@ def _votes(
     for start in range(0, n_votes, per_call):
         m = min(per_call, n_votes - start)
         ks = rng.integers(0, n_factors, size=m)
-        factors = check_factors(dataset.sample_factors(m * big_l, rng), dataset.factor_sizes,
-                                what="dataset.sample_factors()").reshape(m, big_l, n_factors)
+        factors = check_factors(
+            dataset.sample_factors(m * big_l, rng), dataset.factor_sizes, what="dataset.sample_factors()"
+        ).reshape(m, big_l, n_factors)
         # Fix factor k of each vote to the value its first sample drew.
         factors[np.arange(m), :, ks] = factors[np.arange(m), 0, ks][:, None]
         obs = dataset.sample_observations_from_factors(factors.reshape(m * big_l, n_factors), rng)
         codes = encode(representation_fn, obs, config.batch_size).reshape(m, big_l, -1)
         if codes.shape[-1] != global_std.shape[0]:
-            raise DisentanglementError(f"representation_fn changed its code size from {global_std.shape[0]} "
-                                       f"to {codes.shape[-1]}")
+            raise DisentanglementError(
+                f"representation_fn changed its code size from {global_std.shape[0]} to {codes.shape[-1]}"
+            )
         local_var = np.var(codes[:, :, active] / global_std[active], axis=1, ddof=1)
-        out[start:start + m, 0] = np.argmin(local_var, axis=1)
-        out[start:start + m, 1] = ks
+        out[start : start + m, 0] = np.argmin(local_var, axis=1)
+        out[start : start + m, 1] = ks
         bar.update(m)
     return out
 
@@ -111,8 +115,15 @@ def factor_vae_score(
     """
     from tqdm import tqdm
 
-    codes, _ = sample_codes_and_factors(dataset, representation_fn, config.num_variance_estimate, rng,
-                                        batch_size=config.batch_size, progress=progress, desc="factorvae variance")
+    codes, _ = sample_codes_and_factors(
+        dataset,
+        representation_fn,
+        config.num_variance_estimate,
+        rng,
+        batch_size=config.batch_size,
+        progress=progress,
+        desc="factorvae variance",
+    )
     global_var = np.var(codes, axis=0, ddof=1)
     global_std = np.sqrt(global_var)
     active = global_std >= config.prune_threshold
@@ -120,8 +131,14 @@ def factor_vae_score(
     if not active.any():
         return {"score": 0.0, "train_accuracy": 0.0, "eval_accuracy": 0.0, **result, "votes": []}
     n_factors = len(dataset.factor_sizes)
-    with tqdm(total=config.num_train + config.num_eval, desc="factorvae votes", unit="vote",
-              disable=not progress, dynamic_ncols=True, leave=False) as bar:
+    with tqdm(
+        total=config.num_train + config.num_eval,
+        desc="factorvae votes",
+        unit="vote",
+        disable=not progress,
+        dynamic_ncols=True,
+        leave=False,
+    ) as bar:
         train = _votes(dataset, representation_fn, config.num_train, global_std, active, config, rng, bar)
         evals = _votes(dataset, representation_fn, config.num_eval, global_std, active, config, rng, bar)
     n_active = int(active.sum())
@@ -130,5 +147,10 @@ def factor_vae_score(
     classifier = np.argmax(counts, axis=1)  # majority vote: latent d -> the factor it voted for most
     train_acc = float(counts.max(axis=1).sum() / config.num_train)
     eval_acc = float(np.mean(classifier[evals[:, 0]] == evals[:, 1]))
-    return {"score": eval_acc, "train_accuracy": train_acc, "eval_accuracy": eval_acc, **result,
-            "votes": counts.tolist()}
+    return {
+        "score": eval_acc,
+        "train_accuracy": train_acc,
+        "eval_accuracy": eval_acc,
+        **result,
+        "votes": counts.tolist(),
+    }

@@ -45,8 +45,12 @@ def mutual_info_matrix(discrete_codes: np.ndarray, factors: np.ndarray) -> np.nd
     """``I(z_i; v_k)`` in nats for every latent ``i`` and factor ``k``: ``[D, F]``."""
     from sklearn.metrics import mutual_info_score
 
-    return np.array([[mutual_info_score(factors[:, k], discrete_codes[:, i]) for k in range(factors.shape[1])]
-                     for i in range(discrete_codes.shape[1])])
+    return np.array(
+        [
+            [mutual_info_score(factors[:, k], discrete_codes[:, i]) for k in range(factors.shape[1])]
+            for i in range(discrete_codes.shape[1])
+        ]
+    )
 
 
 def mig_score(codes: np.ndarray, factors: np.ndarray, config: MIGConfig = MIGConfig()) -> dict[str, Any]:  # noqa: B008

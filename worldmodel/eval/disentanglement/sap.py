@@ -61,7 +61,7 @@ def score_matrix(codes: np.ndarray, factors: np.ndarray, config: SAPConfig, rng:
         if np.unique(y_train).size < 2:
             raise DisentanglementError(f"SAP: factor {k} takes a single value in the {n_train} training samples")
         for i in range(n_codes):
-            x_train, x_test = z[:n_train, i:i + 1], z[n_train:, i:i + 1]
+            x_train, x_test = z[:n_train, i : i + 1], z[n_train:, i : i + 1]
             if np.ptp(x_train) == 0:  # a constant latent predicts nothing: balanced chance
                 s[i, k] = np.mean(y_test == np.bincount(y_train).argmax())
                 continue
@@ -73,8 +73,9 @@ def score_matrix(codes: np.ndarray, factors: np.ndarray, config: SAPConfig, rng:
     return s
 
 
-def sap_score(codes: np.ndarray, factors: np.ndarray, rng: np.random.Generator,
-              config: SAPConfig = SAPConfig()) -> dict[str, Any]:  # noqa: B008
+def sap_score(
+    codes: np.ndarray, factors: np.ndarray, rng: np.random.Generator, config: SAPConfig = SAPConfig()
+) -> dict[str, Any]:  # noqa: B008
     """SAP of ``codes [n, D]`` against ``factors [n, F]``: ``{"score", "per_factor", "score_matrix": [D][F]}``."""
     s = score_matrix(codes, factors, config, rng)
     top = -np.sort(-s, axis=0)

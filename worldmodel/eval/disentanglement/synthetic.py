@@ -32,8 +32,12 @@ class SyntheticFactorDataset:
         seed: seed of the embedding ``A, b`` (the data, not the sampling).
     """
 
-    def __init__(self, factor_sizes: Sequence[int] = (3, 4, 5, 6), observation_shape: tuple[int, int, int] = (1, 4, 4),
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        factor_sizes: Sequence[int] = (3, 4, 5, 6),
+        observation_shape: tuple[int, int, int] = (1, 4, 4),
+        seed: int = 0,
+    ) -> None:
         self.factor_sizes = tuple(int(s) for s in factor_sizes)
         if not self.factor_sizes or any(s < 1 for s in self.factor_sizes):
             raise FactorDataError(f"factor_sizes must be positive integers, got {tuple(factor_sizes)}")
@@ -41,8 +45,9 @@ class SyntheticFactorDataset:
         self.observation_shape = tuple(int(s) for s in observation_shape)
         dim = int(np.prod(self.observation_shape))
         if dim < len(self.factor_sizes):
-            raise FactorDataError(f"observation_shape {self.observation_shape} has fewer pixels than the "
-                                  f"{len(self.factor_sizes)} factors")
+            raise FactorDataError(
+                f"observation_shape {self.observation_shape} has fewer pixels than the {len(self.factor_sizes)} factors"
+            )
         g = np.random.default_rng(seed)
         self._a = g.normal(size=(dim, len(self.factor_sizes))) / np.sqrt(len(self.factor_sizes))
         self._b = g.normal(scale=0.1, size=dim)
