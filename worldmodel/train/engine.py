@@ -533,20 +533,31 @@ class Trainer:
         with self._autocast():
             out = self.wrapped(batch)
         loss = out["loss"]
-        if ddp.any_rank(not bool(torch.isfinite(loss.detach()).item()), self.device, dist):
-            raise TrainingDiverged(step, "the loss", float(loss.detach().float().item()), last_ckpt)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_norm)
-        if not bool(torch.isfinite(grad_norm).item()):  # gradients are already averaged: same on all ranks
+        # One host sync and one all-reduce per step: the metrics, the gradient norm and the
+        # non-finite flags (their mean over ranks is > 0 when any rank saw one) travel together,
+        # read before the update, so a non-finite loss or gradient still stops the run before
+        # any parameter changes.
+        names = list(out)
+        flags = torch.stack([(~torch.isfinite(loss.detach())).float(), (~torch.isfinite(grad_norm)).float()])
+        values = torch.cat(
+            [
+                torch.stack([out[k].detach().float().reshape(()) for k in names]),
+                grad_norm.detach().float().reshape(1),
+                flags.to(grad_norm.device),
+            ]
+        )
+        read = ddp.all_reduce_mean(values, dist).tolist()
+        if read[-2] > 0:
+            raise TrainingDiverged(step, "the loss", float(loss.detach().float().item()), last_ckpt)
+        if read[-1] > 0:
             raise TrainingDiverged(step, "the gradient norm", float(grad_norm.item()), last_ckpt)
         self.optimizer.step()
-        names = list(out)
-        values = torch.stack([out[k].detach().float().reshape(()) for k in names])
-        values = ddp.all_reduce_mean(values, dist)
-        metrics = {k: float(v) for k, v in zip(names, values.tolist())}
-        metrics.update({"lr": lr, "grad_norm": float(grad_norm)})
+        metrics = dict(zip(names, read[: len(names)]))
+        metrics.update({"lr": lr, "grad_norm": read[len(names)]})
         return metrics
 
     @torch.no_grad()
