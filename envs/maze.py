@@ -299,7 +299,8 @@ class MazeEnv(gym.Env):
       wall along 8 directions, starting at the heading and turning left in 45 degree steps.
     * ``"pixels+viewpoint"``: ``Dict(pixels=..., viewpoint=float32 [5])``.
 
-    **Camera** (``camera``):
+    **Camera** (``camera``; the default differs from the Jaco envs', whose default is ``"fixed"``,
+    because here the camera is the agent's own eye):
 
     * ``"moving"`` (default): first-person, at the agent's position, ``eye_height`` above the
       floor, yaw = heading, pitch = ``pitch``, a 75 degree field of view; it moves with the agent.
