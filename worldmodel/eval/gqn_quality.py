@@ -140,28 +140,13 @@ def bootstrap_ci(
     Returns ``{"mean", "ci": [low, high], "n"}``; with a single value the interval is that value.
     Uses :func:`scipy.stats.bootstrap` (percentile method).
     """
+    from worldmodel.eval.intervals import mean_ci
+
     x = np.asarray(values, dtype=np.float64)
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"bootstrap_ci expects a non-empty 1-d array of per-scene values, got shape {x.shape}")
-    mean = float(x.mean())
-    if x.size == 1 or np.all(x == x[0]):
-        return {"mean": mean, "ci": [mean, mean], "n": int(x.size)}
-    from scipy.stats import bootstrap
-
-    res = bootstrap(
-        (x,),
-        np.mean,
-        n_resamples=int(resamples),
-        confidence_level=confidence,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-        vectorized=True,
-    )
-    return {
-        "mean": mean,
-        "ci": [float(res.confidence_interval.low), float(res.confidence_interval.high)],
-        "n": int(x.size),
-    }
+    low, high = mean_ci(x, resamples=resamples, confidence=confidence, seed=seed)
+    return {"mean": float(x.mean()), "ci": [low, high], "n": int(x.size)}
 
 
 # --------------------------------------------------------------------------- views and batches
