@@ -28,11 +28,18 @@ _EXPORTS: dict[str, str] = {
     "load_runs": "agents.stats",
     "measure_reference": "agents.reference",
     "run_demo": "agents.demo",
+    "evaluate_transfer": "agents.transfer",
+    "DaggerConfig": "agents.imitation",
+    "train_dagger": "agents.imitation",
+    "StudyConfig": "agents.transfer_study",
+    "run_transfer_study": "agents.transfer_study",
 }
 
 __all__ = [
     "ArmSpec",
     "CompareConfig",
+    "DaggerConfig",
+    "StudyConfig",
     "EncoderObservationWrapper",
     "EncoderVecEnvWrapper",
     "TrainConfig",
@@ -44,7 +51,10 @@ __all__ = [
     "measure_reference",
     "run_comparison",
     "run_demo",
+    "run_transfer_study",
+    "evaluate_transfer",
     "train_agent",
+    "train_dagger",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,9 +62,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from agents.config import ArmSpec, CompareConfig, TrainConfig
     from agents.demo import run_demo
     from agents.env_stack import add_normalization, make_env
+    from agents.imitation import DaggerConfig, train_dagger
     from agents.reference import measure_reference
     from agents.stats import compare_runs, load_runs
     from agents.train import train_agent
+    from agents.transfer import evaluate_transfer
+    from agents.transfer_study import StudyConfig, run_transfer_study
     from agents.wrappers import EncoderObservationWrapper, EncoderVecEnvWrapper, ViewpointVecEnvWrapper
 
 

@@ -17,7 +17,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worldmodel.train.cli",
     "worldmodel.eval_cli",
     "worldmodel.diagnostics.cli",
+    "worldmodel.align.cli",
     "agents.commands",
+    "agents.transfer_cli",
 )
 
 

@@ -33,6 +33,7 @@ VISUAL_KWARGS: tuple[str, ...] = (
     "render_size",
     "obs",
     "target_marker",
+    "paired_domain",
 )
 
 

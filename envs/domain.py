@@ -55,12 +55,23 @@ class Domain:
     """Ambient light level, in [0, 1]."""
     pixel_noise_std: float = 0.0
     """Std of additive Gaussian camera noise, in 0..255 pixel units (0 = clean)."""
+    fovy_jitter_deg: float = 0.0
+    """Camera intrinsics jitter: each episode's vertical field of view is the model's plus a
+    uniform draw in ``[-fovy_jitter_deg, +fovy_jitter_deg]`` degrees (0 = the model's own)."""
+    blur_sigma: float = 0.0
+    """Std (pixels of the rendered image) of a Gaussian blur applied before the noise (0 = sharp)."""
+    distractor_colours: bool = False
+    """Each episode redraws the colours of walls, floor and the arm's accent parts at random
+    (:func:`episode_appearance`), the target keeping a contrast >= :data:`MIN_TARGET_CONTRAST`."""
 
     def __post_init__(self) -> None:
         if self.floor_texture not in TEXTURES:
             raise ValueError(f"unknown floor_texture {self.floor_texture!r}; valid: {', '.join(TEXTURES)}")
-        if self.pixel_noise_std < 0:
-            raise ValueError(f"pixel_noise_std must be >= 0, got {self.pixel_noise_std}")
+        for name in ("pixel_noise_std", "fovy_jitter_deg", "blur_sigma"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.fovy_jitter_deg >= 30:
+            raise ValueError(f"fovy_jitter_deg must be < 30 degrees, got {self.fovy_jitter_deg}")
 
 
 DOMAINS: dict[str, Domain] = {
@@ -79,6 +90,11 @@ DOMAINS: dict[str, Domain] = {
         pixel_noise_std=6.0,
     ),
 }
+# "real" plus what a real camera adds: per-episode field-of-view jitter (intrinsics), optical blur,
+# stronger noise, and distractor colours on every surface but the target.
+DOMAINS["real-hard"] = replace(
+    DOMAINS["real"], pixel_noise_std=8.0, fovy_jitter_deg=8.0, blur_sigma=0.8, distractor_colours=True
+)
 DOMAIN_CHOICES: tuple[str, ...] = (*DOMAINS, "randomised")
 
 
@@ -168,6 +184,60 @@ def resolve_domain(domain: str | Domain) -> Domain | None:
     return DOMAINS[domain]
 
 
+def episode_appearance(domain: Domain, rng: np.random.Generator) -> tuple[Domain, float]:
+    """The appearance of one episode of ``domain`` and its field-of-view offset (degrees).
+
+    A domain without ``distractor_colours`` or ``fovy_jitter_deg`` is returned unchanged with
+    offset 0 (and ``rng`` is not used). Distractor colours redraw floor, wall and accent colours
+    uniformly in [0.1, 0.95] per channel, redrawing the floor until the target's
+    :func:`target_contrast` against it is >= :data:`MIN_TARGET_CONTRAST`. Deterministic in ``rng``.
+    """
+    offset = 0.0
+    if domain.fovy_jitter_deg > 0:
+        offset = float(rng.uniform(-domain.fovy_jitter_deg, domain.fovy_jitter_deg))
+    if not domain.distractor_colours:
+        return domain, offset
+
+    def rgb() -> tuple[float, float, float]:
+        return tuple(float(c) for c in rng.uniform(0.1, 0.95, 3))
+
+    wall, accent = rgb(), rgb()
+    for _ in range(_MAX_TARGET_DRAWS):
+        floor = rgb()
+        if target_contrast(domain.target_rgb, floor, domain.floor_texture) >= MIN_TARGET_CONTRAST:
+            break
+    else:  # pragma: no cover - most floors are far from any given target colour
+        raise RuntimeError(f"no floor colour with contrast >= {MIN_TARGET_CONTRAST} to target {domain.target_rgb}")
+    return replace(domain, floor_rgb=floor, wall_rgb=wall, accent_rgb=accent), offset
+
+
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Blur a uint8 image ``[H, W, 3]`` with a Gaussian of std ``sigma`` pixels (a no-op at 0).
+
+    Separable convolution with edge padding, written with numpy because ``envs`` keeps its
+    dependencies to numpy, Gymnasium and MuJoCo (a 32-64 px frame takes microseconds).
+    """
+    if sigma <= 0:
+        return image
+    radius = max(1, int(np.ceil(3.0 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float32)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= kernel.sum()
+    out = image.astype(np.float32)
+    for axis in (0, 1):
+        pad = [(0, 0)] * out.ndim
+        pad[axis] = (radius, radius)
+        padded = np.pad(out, pad, mode="edge")
+        n = out.shape[axis]
+        out = sum(k * np.take(padded, np.arange(i, i + n), axis=axis) for i, k in enumerate(kernel))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def camera_effects(image: np.ndarray, domain: Domain, rng: np.random.Generator) -> np.ndarray:
+    """What the domain's camera does to a clean rendered image: blur, then additive noise."""
+    return add_camera_noise(gaussian_blur(image, domain.blur_sigma), domain.pixel_noise_std, rng)
+
+
 def add_camera_noise(image: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
     """Add Gaussian pixel noise (std in 0..255 units) to a uint8 image; a no-op at std 0."""
     if std <= 0:
@@ -214,6 +284,9 @@ __all__ = [
     "DOMAIN_CHOICES",
     "TEXTURES",
     "random_domain",
+    "episode_appearance",
+    "gaussian_blur",
+    "camera_effects",
     "MIN_TARGET_CONTRAST",
     "DIM_LIGHT",
     "srgb_to_lab",

@@ -17,7 +17,15 @@ from gymnasium import spaces
 
 from envs import jaco_model as jm
 from envs.camera import CameraPose, OrbitRig
-from envs.domain import DOMAIN_CHOICES, DOMAINS, Domain, add_camera_noise, random_domain, resolve_domain
+from envs.domain import (
+    DOMAIN_CHOICES,
+    DOMAINS,
+    Domain,
+    camera_effects,
+    episode_appearance,
+    random_domain,
+    resolve_domain,
+)
 from envs.rendering import OffscreenRenderer
 from envs.spaces import CAMERA_MODES, CHANNEL_ORDERS, OBS_MODES, check_choice, check_finite_action, format_image
 from envs.spaces import observation_space as make_observation_space
@@ -77,8 +85,17 @@ class JacoReachEnv(gym.Env):
     pass ``camera=`` explicitly.
 
     **Domain** (``domain=``): ``"sim"`` (default), ``"real"`` (shifted colours, floor, light and
-    pixel noise), ``"randomised"`` (a new :func:`envs.domain.random_domain` at each reset), or a
-    :class:`envs.domain.Domain`. Domains are applied by recolouring the compiled model.
+    pixel noise), ``"real-hard"`` (``real`` plus per-episode field-of-view jitter of +-8 deg, a
+    0.8 px blur, stronger noise and distractor colours on floor, walls and joints),
+    ``"randomised"`` (a new :func:`envs.domain.random_domain` at each reset), or a
+    :class:`envs.domain.Domain`. Domains are applied by recolouring the compiled model; every
+    per-episode draw comes from the reset seed.
+
+    **Paired rendering** (``paired_domain=``, off by default): the current state is rendered a
+    second time in another domain, from the same camera pose, into ``info["paired_pixels"]``
+    (same size and channel order as the observation), with ``info["paired_domain"]`` after reset.
+    Observations, rewards and every random draw are unchanged by it. Pairs are for *evaluating*
+    domain alignment (the same physical state in both domains); no method may train on them.
 
     **Reward**: ``reach_reward(distance(hand, target), 0.05, reward_margin)``: 1 while the hand
     (a point between the fingertips) is within 5 cm of the target centre, a smooth Gaussian
@@ -132,14 +149,16 @@ class JacoReachEnv(gym.Env):
         episode_length: int = 200,
         reward_margin: float = 0.5,
         target_marker: bool = False,
+        paired_domain: str | Domain | None = None,
     ) -> None:
         self.camera_mode = check_choice("camera", camera, CAMERA_MODES)
         self.obs_mode = check_choice("obs", obs, OBS_MODES)
         self.channel_order = check_choice("channel_order", channel_order, CHANNEL_ORDERS)
         if render_mode is not None:
             check_choice("render_mode", render_mode, self.metadata["render_modes"])
-        if not isinstance(domain, Domain):
-            check_choice("domain", domain, DOMAIN_CHOICES)
+        for name, value in (("domain", domain), ("paired_domain", paired_domain)):
+            if value is not None and not isinstance(value, Domain):
+                check_choice(name, value, DOMAIN_CHOICES)
         for name, value in (("size", size), ("render_size", size if render_size is None else render_size)):
             if not isinstance(value, (int, np.integer)) or value < 8:
                 raise ValueError(f"{name} must be an integer >= 8 pixels, got {value!r}")
@@ -160,6 +179,10 @@ class JacoReachEnv(gym.Env):
         self.model = jm.build_model(self.domain, room=self._room, target_marker=self.target_marker)
         self.data = mujoco.MjData(self.model)
         self._ids = jm.JacoIds(self.model)
+        self._base_fovy = float(self.model.vis.global_.fovy)
+        self._pair: _PairedView | None = None
+        if paired_domain is not None:
+            self._pair = _PairedView(paired_domain, self._room, self.target_marker, self.size)
         self._hand = self.data.site_xpos[self._ids.hand_site]  # views: always current
         self._target = self.data.mocap_pos[self._ids.target_mocap]
 
@@ -212,11 +235,15 @@ class JacoReachEnv(gym.Env):
                 r.close()
                 setattr(self, attr, None)
         self._frame = None
+        if getattr(self, "_pair", None) is not None:
+            self._pair.close()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["renderer"] = state["_render_renderer"] = None  # GL contexts stay in their process
         state["_frame"] = None
+        if state.get("_pair") is not None:
+            state["_pair"] = state["_pair"].without_renderer()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -251,10 +278,17 @@ class JacoReachEnv(gym.Env):
         # Fixed number of draws whatever the modes, so a seed gives the same task in every mode.
         cam_seed, noise_seed, domain_seed = (int(s) for s in rng.integers(0, 2**63 - 1, size=3))
 
+        domain_rng = np.random.default_rng(domain_seed)
         if self._fixed_domain is None:
-            self.domain = random_domain(np.random.default_rng(domain_seed))
+            self.domain = random_domain(domain_rng)
             jm.apply_domain(self.model, self.domain, self._ids)
+        elif self._fixed_domain.distractor_colours or self._fixed_domain.fovy_jitter_deg > 0:
+            self.domain, fovy_offset = episode_appearance(self._fixed_domain, domain_rng)
+            jm.apply_domain(self.model, self.domain, self._ids)
+            self.model.vis.global_.fovy = self._base_fovy + fovy_offset
         self._noise_rng = np.random.default_rng(noise_seed)
+        if self._pair is not None:
+            self._pair.reset(np.random.default_rng([domain_seed, 1]), np.random.default_rng([noise_seed, 1]))
 
         mujoco.mj_resetData(self.model, self.data)
         target = self._sample_target(rng)
@@ -280,6 +314,8 @@ class JacoReachEnv(gym.Env):
         self._frame = None
         info = self._info()
         info["domain"] = asdict(self.domain)
+        if self._pair is not None:
+            info["paired_domain"] = asdict(self._pair.domain)
         return self._observation(), info
 
     def step(self, action):
@@ -335,12 +371,13 @@ class JacoReachEnv(gym.Env):
         distance = float(np.sqrt(diff @ diff))
         success = distance <= jm.TARGET_RADIUS
         # "is_success" is SB3's key; "success" is kept as an alias for v0 users.
-        return {"viewpoint": self._viewpoint.copy(), "distance": distance, "is_success": success, "success": success}
+        info = {"viewpoint": self._viewpoint.copy(), "distance": distance, "is_success": success, "success": success}
+        if self._pair is not None:
+            info["paired_pixels"] = format_image(self._pair.render(self.data, self._pose), self.channel_order)
+        return info
 
     def _pixels(self) -> np.ndarray:
-        image = self._render_frame()
-        if self.domain.pixel_noise_std > 0:
-            image = add_camera_noise(image, self.domain.pixel_noise_std, self._noise_rng)
+        image = camera_effects(self._render_frame(), self.domain, self._noise_rng)
         return format_image(image, self.channel_order)
 
     def state(self) -> np.ndarray:
@@ -361,3 +398,57 @@ class JacoReachEnv(gym.Env):
         if self.obs_mode == "pixels":
             return self._pixels()
         return {"pixels": self._pixels(), "viewpoint": self._viewpoint.copy()}
+
+
+class _PairedView:
+    """The same physical state rendered in another domain (``paired_domain=``): evaluation pairs.
+
+    Holds its own compiled model in that domain. :meth:`render` copies the positions of the
+    env's ``data`` (joints and the target) into its own data and renders them from the env's
+    camera pose, with the paired domain's camera effects and its own noise generator, so the
+    env's observations and random draws are the same with and without pairing.
+    """
+
+    def __init__(self, domain: str | Domain, room: bool, target_marker: bool, size: int) -> None:
+        self._fixed = resolve_domain(domain)
+        self.domain: Domain = self._fixed or DOMAINS["sim"]
+        self.model = jm.build_model(self.domain, room=room, target_marker=target_marker)
+        self.data = mujoco.MjData(self.model)
+        self._ids = jm.JacoIds(self.model)
+        self._base_fovy = float(self.model.vis.global_.fovy)
+        self._size = size
+        self._noise_rng = np.random.default_rng(0)
+        self.renderer: OffscreenRenderer | None = None
+
+    def reset(self, domain_rng: np.random.Generator, noise_rng: np.random.Generator) -> None:
+        """Draw this episode's appearance in the paired domain."""
+        if self._fixed is None:
+            self.domain = random_domain(domain_rng)
+            offset = 0.0
+        else:
+            self.domain, offset = episode_appearance(self._fixed, domain_rng)
+        jm.apply_domain(self.model, self.domain, self._ids)
+        self.model.vis.global_.fovy = self._base_fovy + offset
+        self._noise_rng = noise_rng
+
+    def render(self, data: mujoco.MjData, pose: CameraPose) -> np.ndarray:
+        """uint8 ``[size, size, 3]`` image of ``data``'s state in the paired domain."""
+        self.data.qpos[:] = data.qpos
+        self.data.mocap_pos[:] = data.mocap_pos
+        self.data.mocap_quat[:] = data.mocap_quat
+        mujoco.mj_forward(self.model, self.data)  # positions and the light's direction
+        if self.renderer is None:
+            self.renderer = OffscreenRenderer(self.model, self._size, self._size)
+        return camera_effects(self.renderer.render(self.data, pose), self.domain, self._noise_rng)
+
+    def close(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()
+            self.renderer = None
+
+    def without_renderer(self) -> _PairedView:
+        """A shallow copy without the GL context (for pickling)."""
+        clone = object.__new__(_PairedView)
+        clone.__dict__.update(self.__dict__)
+        clone.renderer = None
+        return clone

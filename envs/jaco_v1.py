@@ -134,6 +134,7 @@ class JacoReachV1Env(JacoReachEnv):
         render_size: int | None = None,
         fingers: bool = False,
         target_marker: bool = False,
+        paired_domain: str | Domain | None = None,
     ) -> None:
         self.fingers = bool(fingers)
         self._state_dim = STATE_DIM_V1_FINGERS if self.fingers else STATE_DIM_V1
@@ -149,6 +150,7 @@ class JacoReachV1Env(JacoReachEnv):
             episode_length=EPISODE_STEPS,
             reward_margin=REWARD_MARGIN,
             target_marker=target_marker,
+            paired_domain=paired_domain,
         )
 
     def _truncates(self) -> bool:

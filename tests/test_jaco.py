@@ -259,7 +259,7 @@ def test_out_of_range_actions_are_clipped():
     [
         ({"camera": "orbiting"}, "'fixed', 'moving', 'random'"),
         ({"obs": "rgb"}, "'pixels', 'state', 'pixels+viewpoint'"),
-        ({"domain": "mars"}, "'sim', 'real', 'randomised'"),
+        ({"domain": "mars"}, "'sim', 'real', 'real-hard', 'randomised'"),
         ({"channel_order": "middle"}, "'last', 'first'"),
         ({"render_mode": "human"}, "'rgb_array'"),
     ],

@@ -13,10 +13,11 @@ import pytest
 import agents
 import envs
 import worldmodel
+import worldmodel.align
 import worldmodel.data
 
 
-@pytest.mark.parametrize("package", [agents, envs, worldmodel, worldmodel.data])
+@pytest.mark.parametrize("package", [agents, envs, worldmodel, worldmodel.data, worldmodel.align])
 def test_every_exported_name_is_a_function_class_or_value_not_a_module(package):
     import importlib
     import pkgutil
@@ -47,7 +48,7 @@ def test_unknown_name_raises_attribute_error_naming_it():
 
 def test_importing_the_packages_loads_neither_torch_nor_sb3():
     code = (
-        "import sys, agents, envs, worldmodel, worldmodel.data\n"
+        "import sys, agents, envs, worldmodel, worldmodel.data, worldmodel.align\n"
         "heavy = [m for m in ('torch', 'stable_baselines3') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

@@ -153,6 +153,8 @@ ENCODER_LOADERS: dict[str, str] = {
     "gqn": "worldmodel.models.gqn:load_frozen",
     "niso": "worldmodel.models.niso:load_frozen",
     "vae": "worldmodel.models.vae:load_frozen",
+    "aligned": "worldmodel.align.encoder:load_frozen",
+    "state-encoder": "worldmodel.models.state_encoder:load_frozen",
 }
 
 

@@ -84,10 +84,8 @@ class EncoderImageFunction(nn.Module):
         if self.kind == "map":
             if hasattr(m, "psi_map"):  # GQN
                 return m.psi_map(images, self._viewpoints(images, viewpoints))
-            if hasattr(m, "encoder") and hasattr(m, "config") and hasattr(m.config, "in_channels"):  # NISO
-                from worldmodel.models.niso import as_float_images
-
-                return m.encoder(as_float_images(images, m.config.in_channels))
+            if hasattr(m, "encoder") and hasattr(m, "prepare_images"):  # NISO (its input range applied)
+                return m.encoder(m.prepare_images(images))
             raise ValueError(f"{self.name}: no spatial map known for {type(m).__name__}; use kind='features'")
         return m.encode(images, self._viewpoints(images, viewpoints))
 

@@ -1,6 +1,8 @@
 """Downstream evaluations of NISO (Mitchel et al. 2024) and its baselines.
 
-* :func:`classification_eval`: homNIST protocol. A head is trained on the frozen features of
+* :func:`classification_eval`: a simplified homNIST-style protocol (the official ``hmnist_pred``
+  one, with trainable ``Phi``/``M`` and 32 Metropolis-walk warps per test digit, is
+  :func:`worldmodel.eval.niso_protocol.homnist_classification`). A head is trained on the frozen features of
   *clean* training digits and tested on *warped* test digits (each by its own random
   homography) and on clean test digits. NISO uses its ``gram`` features ``A^T A`` (invariant to
   any orthogonal ``tau``: the representation-level counterpart of the paper's O(k)-invariant
@@ -10,7 +12,11 @@
   ``||A - B||^2 / ||B||^2`` (how much the latents move at all).
 * :func:`pose_eval`: camera pose from ``vec(tau)`` of view pairs of a scene dataset (an MLP to
   a 9-d output lifted to SO(3) plus a translation), per frame skip, against a baseline that
-  regresses the pose from an autoencoder's features of both views.
+  regresses the pose from an autoencoder's features of both views. Its ``ate`` key is a per-pair
+  relative translation RMSE, i.e. an RPE; the official chained, Procrustes-aligned ATE is in
+  :mod:`worldmodel.eval.pose_trajectory`.
+
+Warps use the model's ``sigma_scale``.
 
 The heads are small and train in seconds on a CPU; the representation models are frozen.
 """
@@ -26,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from worldmodel.data.homography import load_digit_images, sample_homographies, warp, warped_test_set
+from worldmodel.data.homography import HOMOGRAPHY_SIGMAS, load_digit_images, sample_homographies, warp, warped_test_set
 from worldmodel.models.isometry import equivariance_error
 
 
@@ -112,8 +118,11 @@ def _accuracy(head: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def default_features(model: nn.Module) -> str:
-    """``"gram"`` for a NISO model (invariant to tau), ``"grid"`` for an autoencoder."""
-    return "grid" if getattr(model, "operator", None) is None else "gram"
+    """``"gram"`` for a NISO model (invariant to tau), ``"latent"`` (its ``k x d`` coefficients) for the
+    bottlenecked autoencoder, ``"grid"`` for a plain autoencoder."""
+    if getattr(model, "operator", None) is not None:
+        return "gram"
+    return "latent" if getattr(model, "bottleneck", None) is not None else "grid"
 
 
 def classification_eval(
@@ -144,7 +153,8 @@ def classification_eval(
     if max_train is not None:
         train_x, train_y = train_x[:max_train], train_y[:max_train]
     test_x, test_y = load_digit_images(source, "test", size)
-    warped_x, _ = warped_test_set(test_x, seed=test_seed)
+    scale = getattr(model.config, "sigma_scale", 1.0)  # the model's own warp strength
+    warped_x, _ = warped_test_set(test_x, seed=test_seed, sigmas=tuple(s * scale for s in HOMOGRAPHY_SIGMAS))
     f_train = encode_images(model, train_x, features)
     clf = fit_head(f_train, train_y, 10, F.cross_entropy, head, desc=f"classifier ({features})")
     return {
@@ -183,7 +193,7 @@ def equivariance_eval(
     errs, ids = [], []
     for start in range(0, pairs, batch_size):
         x = images[idx[start : start + batch_size]].float() / 255.0
-        y = warp(x, sample_homographies(x.shape[0], gen))
+        y = warp(x, sample_homographies(x.shape[0], gen, scale=getattr(model.config, "sigma_scale", 1.0)))
         maps = model.pair_maps(x.to(device), y.to(device))
         errs.append(maps["equivariance_error"].cpu())
         eye = torch.eye(maps["tau"].shape[-1], device=device).expand_as(maps["tau"])

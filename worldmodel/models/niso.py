@@ -14,15 +14,20 @@ of two related observations ``psi`` and ``T psi`` are compared: ``A = Phi^T M E(
 * ``L = L_R + alpha L_E + beta L_M`` (paper: ``alpha = 0.5``, ``beta = 0.1``).
 
 ``mode="autoencoder"`` trains the same encoder/decoder as a plain autoencoder on both views of
-each pair (an autoencoder "with augmentation": the baseline of the paper's homNIST table).
+each pair (an autoencoder "with augmentation": the baseline of the paper's homNIST table); with
+``ae_bottleneck=True`` its latent passes through a learned rank-k spatial basis
+(``Phi Phi^T M E``), so that its decoder sees ``k x d`` numbers as NISO's does.
 
 Batches follow the pair-loader layout of the data contract (``frame_a``, ``frame_b``: uint8
-``[B,H,W,C]`` or float ``[B,C,H,W]`` in [0, 1]); other keys are ignored.
+``[B,H,W,C]`` or float ``[B,C,H,W]`` in [0, 1]); other keys are ignored. Inside the model the
+pixels are mapped to ``config.input_range`` (the official ``[-1, 1]`` by default, ``[0, 1]`` for
+checkpoints written before the option existed) by :meth:`Niso.prepare_images`.
 
 Features for downstream use (:meth:`Niso.encode`, option ``features``):
 
 * ``"latent"``: the projected latent ``A = Phi^T M E(psi)`` flattened (``k * d``); it transforms
-  by ``tau`` under the learned symmetries (what a pose head or an equivariant policy wants);
+  by ``tau`` under the learned symmetries (what a pose head or an equivariant policy wants); for
+  the bottlenecked autoencoder, its ``k x d`` bottleneck coefficients;
 * ``"gram"``: the upper triangle of ``A^T A`` (``d (d + 1) / 2``), invariant to any orthogonal
   ``tau`` acting on the eigenbasis index (what a classifier that should ignore the
   transformation wants);
@@ -193,11 +198,32 @@ class Niso(nn.Module):
         self.encoder = ConvEncoder(config.in_channels, config.channels, config.blocks, config.latent_dim)
         self.decoder = ConvDecoder(config.in_channels, config.channels, config.blocks, config.latent_dim)
         self.operator: SpectralOperator | None = None
-        if config.mode == "niso":
+        self.bottleneck: SpectralOperator | None = None  # the capacity-matched autoencoder's rank-k basis
+        if config.uses_basis:
             gen = torch.Generator().manual_seed(config.init_seed)
-            self.operator = SpectralOperator(config.num_positions, config.rank, generator=gen)
+            basis = SpectralOperator(config.num_positions, config.rank, generator=gen)
+            if config.mode == "niso":
+                self.operator = basis
+            else:  # its eigenvalues are unused: only Phi and M shape the bottleneck
+                self.bottleneck = basis
 
     # ------------------------------------------------------------------ pieces
+
+    def to_model_range(self, images: torch.Tensor) -> torch.Tensor:
+        """Float images in [0, 1] -> the model's ``input_range`` (``2 x - 1`` for '[-1,1]')."""
+        return images * 2.0 - 1.0 if self.config.input_range == "[-1,1]" else images
+
+    def from_model_range(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in the model's ``input_range`` (e.g. decoder outputs) -> [0, 1] scale (not clamped)."""
+        return (images + 1.0) * 0.5 if self.config.input_range == "[-1,1]" else images
+
+    def prepare_images(self, frames: torch.Tensor, name: str = "frames") -> torch.Tensor:
+        """Encoder input ``[B, C, H, W]`` in ``input_range`` from uint8 or [0, 1] float frames (see as_float_images).
+
+        Every caller that feeds :attr:`encoder` or :meth:`grid` directly must go through this (or
+        :meth:`to_model_range`), or a '[-1,1]' model sees inputs of the wrong range.
+        """
+        return self.to_model_range(as_float_images(frames, self.config.in_channels, name))
 
     def grid(self, images: torch.Tensor) -> torch.Tensor:
         """Encoder latents as ``[B, N, d]`` (positions in row-major order)."""
@@ -215,15 +241,35 @@ class Niso(nn.Module):
             raise ValueError("this model was trained with mode='autoencoder' and has no operator")
         return self.operator()
 
-    def project_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Projected latents ``A = Phi^T M E(images)`` ``[B, k, d]``."""
-        phi, _, mass = self.spectral()
-        return project(self.grid(images), phi, mass)
+    def basis(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(Phi [N,k], M [N])``: NISO's eigenbasis, or the bottlenecked autoencoder's rank-k basis."""
+        if self.operator is not None:  # through spectral(), which callers may replace by a cached basis
+            phi, _, mass = self.spectral()
+            return phi, mass
+        if self.bottleneck is None:
+            raise ValueError(
+                "this model is a plain autoencoder (mode='autoencoder', ae_bottleneck=False) and has no rank-k basis"
+            )
+        phi, _, mass = self.bottleneck()
+        return phi, mass
+
+    def project_images(self, frames: torch.Tensor) -> torch.Tensor:
+        """Projected latents ``A = Phi^T M E(frames)`` ``[B, k, d]`` of uint8 or [0, 1] float frames."""
+        phi, mass = self.basis()
+        return project(self.grid(self.prepare_images(frames)), phi, mass)
+
+    def reconstruct_grid(self, latent: torch.Tensor) -> torch.Tensor:
+        """Autoencoder path: decode ``[B, N, d]`` latents, through ``Phi Phi^T M`` when ``ae_bottleneck``."""
+        if self.bottleneck is None:
+            return self.decode_grid(latent)
+        with _full_precision(latent.device):
+            phi, _, mass = self.bottleneck()
+            latent = unproject(project(latent.float(), phi, mass), phi)
+        return self.decode_grid(latent)
 
     def pair_maps(self, frame_a: torch.Tensor, frame_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """``A``, ``B``, ``tau`` (A -> B) and the relative equivariance error for a batch of pairs."""
-        ch = self.config.in_channels
-        a_img, b_img = as_float_images(frame_a, ch, "frame_a"), as_float_images(frame_b, ch, "frame_b")
+        a_img, b_img = self.prepare_images(frame_a, "frame_a"), self.prepare_images(frame_b, "frame_b")
         z = self.grid(torch.cat((a_img, b_img)))
         with _full_precision(z.device):
             phi, lam, mass = self.spectral()
@@ -235,13 +281,12 @@ class Niso(nn.Module):
 
     def loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Losses of a batch of pairs; the key ``loss`` is optimised, the rest is for logging."""
-        ch = self.config.in_channels
-        a_img = as_float_images(batch["frame_a"], ch, "frame_a")
-        b_img = as_float_images(batch["frame_b"], ch, "frame_b")
+        a_img = self.prepare_images(batch["frame_a"], "frame_a")
+        b_img = self.prepare_images(batch["frame_b"], "frame_b")
         x = torch.cat((a_img, b_img))
         z = self.grid(x)
-        if self.operator is None:  # plain autoencoder on both views
-            recon = (self.decode_grid(z).float() - x).abs().mean() * 2.0  # sum over the two views, as in NISO
+        if self.operator is None:  # autoencoder on both views (through the rank-k basis with ae_bottleneck)
+            recon = (self.reconstruct_grid(z).float() - x).abs().mean() * 2.0  # sum over the two views, as in NISO
             return {"loss": recon, "recon": recon.detach()}
         cfg = self.config
         # The operator, the SVD and the maps run in float32 even under bf16 autocast.
@@ -285,12 +330,13 @@ class Niso(nn.Module):
         b_img = as_float_images(batch["frame_b"][:max_images], ch, "frame_b").float()
         n = a_img.shape[0]
         if self.operator is None:
-            rec = self.decode_grid(self.grid(torch.cat((a_img, b_img)))).clamp(0, 1)
+            z = self.grid(self.to_model_range(torch.cat((a_img, b_img))))
+            rec = self.from_model_range(self.reconstruct_grid(z).float()).clamp(0, 1)
             return {"reconstructions": torch.stack((a_img, rec[:n], b_img, rec[n:]))}
         phi, lam, _ = self.operator()
-        maps = self.pair_maps(a_img, b_img)
+        maps = self.pair_maps(a_img, b_img)  # takes [0, 1] frames and maps them to input_range itself
         ta, tb = maps["tau"] @ maps["a"], maps["tau"].transpose(1, 2) @ maps["b"]
-        dec = self.decode_grid(unproject(torch.cat((tb, ta)), phi)).float().clamp(0, 1)
+        dec = self.from_model_range(self.decode_grid(unproject(torch.cat((tb, ta)), phi)).float()).clamp(0, 1)
         return {
             "reconstructions": torch.stack((a_img, dec[:n], b_img, dec[n:])),
             "tau": ((maps["tau"].float()[:, None] + 1) / 2).clamp(0, 1),
@@ -304,9 +350,10 @@ class Niso(nn.Module):
         features = features or self.config.features
         if features not in FEATURES:
             raise ValueError(f"unknown NISO features {features!r}; valid: {', '.join(map(repr, FEATURES))}")
-        if self.operator is None and features == "gram":
+        if self.operator is None and self.bottleneck is None and features == "gram":
             raise ValueError(
-                "an autoencoder-mode model has no eigenbasis: use features 'grid' (or 'latent', which means the grid)"
+                "a plain autoencoder-mode model has no rank-k basis: use features 'grid' (or 'latent', which means the "
+                "grid)"
             )
         return replace(self.config, features=features).feature_dim
 
@@ -314,10 +361,9 @@ class Niso(nn.Module):
         """Features ``[B, D]`` of single views (see the module docstring for the kinds)."""
         features = features or self.config.features
         self.feature_dim(features)  # validates the kind
-        x = as_float_images(frames, self.config.in_channels)
-        if features == "grid" or self.operator is None:
-            return self.grid(x).flatten(1)
-        a = self.project_images(x)
+        if features == "grid" or (self.operator is None and self.bottleneck is None):
+            return self.grid(self.prepare_images(frames)).flatten(1)
+        a = self.project_images(frames)
         if features == "latent":
             return a.flatten(1)
         gram = a.transpose(1, 2) @ a

@@ -22,6 +22,9 @@ from worldmodel.train.config import check_choice
 
 FEATURES: tuple[str, ...] = ("latent", "gram", "grid")
 MODES: tuple[str, ...] = ("niso", "autoencoder")
+#: Pixel ranges the encoder can be fed: the official code's [-1, 1] (default of new configs) or [0, 1] (this toolkit's
+#: first checkpoints, which load with it through ``SPEC.legacy_defaults``).
+INPUT_RANGES: tuple[str, ...] = ("[-1,1]", "[0,1]")
 #: Default backward-pass denominator floor of the SO(k) projection (see worldmodel.models.isometry).
 GRAD_EPS = 1e-6
 
@@ -61,12 +64,24 @@ class NisoConfig:
     """Scene datasets: inclusive range (min, max) of the frame skip k between the two views of a training pair, within
     0..9 (data option)."""
     sigma_scale: float = 1.0
-    """Homography digits: multiplier of homNIST's sl(3) coefficient standard deviations (data option)."""
+    """Homography digits: multiplier of homNIST's sl(3) coefficient standard deviations (data option; the evaluations
+    warp with it too)."""
+    input_range: Literal["[-1,1]", "[0,1]"] = "[-1,1]"
+    """Range the pixels are mapped to before the encoder, and in which the decoder's output is compared with them:
+    '[-1,1]' as the official code (``2 x - 1``: the pixel L1 of L_R weighs twice what it does in [0, 1] against L_E and
+    L_M) or '[0,1]' (checkpoints written before this option existed)."""
+    ae_bottleneck: bool = False
+    """mode='autoencoder' only: pass the latent grid through a learned rank-k spatial basis, ``Phi Phi^T M E``
+    (the NISO operator's parametrisation, k = ``rank``), so that the decoder sees ``k x d`` numbers, as NISO's decoder
+    does (the capacity-matched 'AE + augmentation' baseline). False: the plain autoencoder (``|N| x d`` numbers)."""
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
         check_choice("mode", self.mode, MODES)
         check_choice("features", self.features, FEATURES)
+        check_choice("input_range", self.input_range, INPUT_RANGES)
+        if self.ae_bottleneck and self.mode != "autoencoder":
+            raise ValueError(f"ae_bottleneck=True needs mode='autoencoder', got mode={self.mode!r}")
         if not self.channels or min(self.channels) < 1:
             raise ValueError(f"channels must list at least one positive width, got {self.channels}")
         for name in ("blocks", "latent_dim", "rank"):
@@ -85,11 +100,16 @@ class NisoConfig:
                 raise ValueError(
                     f"image_size must be a positive multiple of {factor} (2**(stages-1)), got {self.image_size}"
                 )
-            if self.mode == "niso" and self.rank > self.num_positions:
+            if self.uses_basis and self.rank > self.num_positions:
                 raise ValueError(
                     f"rank k={self.rank} exceeds the {self.num_positions} latent positions of a {self.image_size}px "
                     "input"
                 )
+
+    @property
+    def uses_basis(self) -> bool:
+        """True when the model holds a learned rank-k spatial basis (NISO, or the bottlenecked autoencoder)."""
+        return self.mode == "niso" or self.ae_bottleneck
 
     @property
     def downsampling(self) -> int:
@@ -111,7 +131,7 @@ class NisoConfig:
     @property
     def feature_dim(self) -> int:
         """Size of the frozen-encoder features for ``features``."""
-        if self.mode == "autoencoder" or self.features == "grid":
+        if self.features == "grid" or not self.uses_basis:
             return self.num_positions * self.latent_dim
         if self.features == "latent":
             return self.rank * self.latent_dim
@@ -172,4 +192,5 @@ SPEC = LearnerSpec(
     frozen_loader="worldmodel.models.niso:load_frozen",
     data_builder="worldmodel.models.niso:training_data",
     description="Neural Isometries (Mitchel et al. 2024): latent isometries via a learned operator's eigenbasis",
+    legacy_defaults={"input_range": "[0,1]"},
 )
