@@ -185,9 +185,8 @@ def _save_fit(
     path: Path, base_path: str, method: str, config: Any, adapted: Any, history: list[dict], domain: str, out: str
 ) -> None:
     """The adapted encoder (checkpoint directory), its run metadata and TensorBoard log."""
-    from torch.utils.tensorboard import SummaryWriter
-
     from worldmodel.align.encoder import save_aligned
+    from worldmodel.align.fit import write_history
     from worldmodel.run_metadata import write_run_metadata
 
     model = adapted.model
@@ -203,11 +202,7 @@ def _save_fit(
     )
     extra = {"target_domain": domain, "frames": str(Path(out) / "frames")}
     write_run_metadata(path, config, config.seed, extra=extra)
-    with SummaryWriter(str(path / "tb")) as tb:
-        for rec in history:
-            for key, value in rec.items():
-                if key != "step":
-                    tb.add_scalar(f"align/{key}", value, rec["step"])
+    write_history(str(path / "tb"), history)
 
 
 def encoder_cells(cfg: StudyConfig, sets: dict[str, Any]) -> None:

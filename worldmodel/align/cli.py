@@ -108,8 +108,7 @@ def _collect(args: argparse.Namespace) -> int:
 def _perception(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from torch.utils.tensorboard import SummaryWriter
-
+    from worldmodel.align.fit import write_history
     from worldmodel.align.frames import FrameSet, collect_frames
     from worldmodel.models.state_encoder import StateEncoderConfig, fit_state_encoder, save_state_encoder
     from worldmodel.run_metadata import write_run_metadata
@@ -132,20 +131,14 @@ def _perception(args: argparse.Namespace) -> int:
     model, history = fit_state_encoder(sets["train"], config, val=sets["val"])
     save_state_encoder(model, out / "checkpoint", extra={"domain": args.domain, "history": history})
     write_run_metadata(out, config, args.seed, extra={"domain": args.domain, "episodes": args.episodes})
-    with SummaryWriter(str(out / "tb")) as tb:
-        for rec in history:
-            for k, v in rec.items():
-                if k != "epoch":
-                    tb.add_scalar(f"perception/{k}", v, rec["epoch"])
+    write_history(str(out / "tb"), history, prefix="perception", step_key="epoch")
     print(f"wrote {out / 'checkpoint'} (validation MSE {history[-1]['val_mse']:.3f})", file=sys.stderr)
     return 0
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from torch.utils.tensorboard import SummaryWriter
-
     from worldmodel.align.encoder import save_aligned
-    from worldmodel.align.fit import AlignConfig, fit_alignment
+    from worldmodel.align.fit import AlignConfig, fit_alignment, write_history
     from worldmodel.align.frames import FrameSet
     from worldmodel.encoders import load_encoder
     from worldmodel.run_metadata import write_run_metadata
@@ -183,11 +176,7 @@ def _fit(args: argparse.Namespace) -> int:
         encoder_state=state,
     )
     write_run_metadata(args.out, config, args.seed, extra={"source": args.source, "target": args.target})
-    with SummaryWriter(f"{args.out}/tb") as tb:
-        for rec in history:
-            for k, v in rec.items():
-                if k != "step":
-                    tb.add_scalar(f"align/{k}", v, rec["step"])
+    write_history(f"{args.out}/tb", history)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -272,6 +272,17 @@ def _fit_finetune(encoder, source, target, config, head, source_data, log, progr
     return aligned_encoder(encoder, encoder_state=state, method=_name(config), metadata=meta), history
 
 
+def write_history(directory: str, history: list[dict[str, Any]], prefix: str = "align", step_key: str = "step") -> None:
+    """Every numeric field of a fit's per-step records as TensorBoard scalars in ``directory``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(directory)) as tb:
+        for rec in history:
+            for key, value in rec.items():
+                if key != step_key:
+                    tb.add_scalar(f"{prefix}/{key}", value, rec[step_key])
+
+
 def _learner_batches(source_data: str, config: AlignConfig, device: torch.device):
     """Endless GQN batches of the source dataset, on the device."""
     from worldmodel.data.loader import make_gqn_loader
@@ -301,4 +312,5 @@ __all__ = [
     "feature_scale",
     "features_of",
     "fit_alignment",
+    "write_history",
 ]
