@@ -2,6 +2,8 @@
 
 * ``wm eval niso classify CKPT [CKPT ...]``: homNIST protocol (train a head on clean digits,
   test on homography-warped ones); one row per checkpoint.
+* ``wm eval niso hmnist CKPT [CKPT ...]``: the official ``hmnist_pred`` protocol (O(k)-invariant
+  head, trainable Phi/M) on the homNIST-style test set, with the raw-pixel reference row.
 * ``wm eval niso equivariance CKPT``: latent equivariance error ``||tau A - B||^2 / ||B||^2``.
 * ``wm eval niso pose --niso CKPT --baseline CKPT --data DIR``: camera pose from ``vec(tau)``
   per frame skip, against an autoencoder-feature baseline.
@@ -90,6 +92,41 @@ def handle_classify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     _write(args.out, {"source": args.source, "test_seed": args.test_seed, "results": rows})
+    return 0
+
+
+def handle_hmnist(args: argparse.Namespace) -> int:
+    """``wm eval niso hmnist``: the official protocol per checkpoint, plus the raw-pixel reference."""
+    from worldmodel.eval.homnist_pixels import pixel_baseline
+    from worldmodel.eval.niso_protocol import ClassificationProtocolConfig, homnist_classification
+
+    cfg = ClassificationProtocolConfig(
+        head=args.head, steps=args.steps, warmup_steps=min(args.warmup_steps, args.steps - 1), seed=args.seed
+    )
+    common = dict(
+        source=args.source,
+        mat_path=args.mat,
+        warps=args.warps,
+        test_seed=args.test_seed,
+        max_train=args.max_train,
+        max_test_digits=args.max_test_digits,
+    )
+    rows, scales, size = [], set(), None
+    for arg in args.checkpoints:
+        name, model, config = _load(arg, args.device)
+        scales.add(float(model.config.sigma_scale))
+        size = model.config.image_size
+        res = homnist_classification(model, config=cfg, progress=not args.no_progress, **common)
+        rows.append({"name": name, "checkpoint": config.get("checkpoint_dir"), "step": config.get("step"), **res})
+    if args.pixels:
+        if len(scales) > 1:
+            raise ValueError(f"--pixels needs checkpoints with one sigma_scale (one test set), got {sorted(scales)}")
+        rows.append({"name": "raw pixels (logistic)", **pixel_baseline(size=size, sigma_scale=scales.pop(), **common)})
+    print(f"{'model':<24} {'clean':>8} {'warped':>8}", file=sys.stderr)
+    for r in rows:
+        clean, warped = 100 * r["clean_accuracy"], 100 * r["warped_accuracy"]
+        print(f"{r['name']:<24} {clean:>7.1f}% {warped:>7.1f}%", file=sys.stderr)
+    _write(args.out, {"source": args.source, "protocol": "hmnist_pred", "results": rows})
     return 0
 
 
@@ -211,6 +248,27 @@ def add_commands(subparsers: Any) -> None:
     _head_options(p, 1500)
     _common(p)
     p.set_defaults(handler=handle_classify)
+
+    p = sub.add_parser(
+        "hmnist",
+        help="official hmnist_pred protocol (O(k)-invariant head, trainable Phi/M) with the raw-pixel reference",
+        description="Train the official O(k)-invariant head (and a copy of Phi, M) on frozen encoders of clean "
+        "training digits; test on the homNIST-style test set (32 Metropolis-walk warps per test digit) or "
+        "the published homNIST_test.mat. One row per checkpoint, plus raw pixels with --pixels.",
+    )
+    p.add_argument("checkpoints", nargs="+", metavar="[NAME=]CKPT", help="NISO (or --ae-bottleneck AE) checkpoints")
+    p.add_argument("--head", choices=("orth", "gram"), default="orth", help="head (default: orth, the official)")
+    p.add_argument("--steps", type=int, default=20_000, help="head optimiser steps (default: 20000, official)")
+    p.add_argument("--warmup-steps", type=int, default=2000, help="linear warm-up steps (default: 2000, official)")
+    p.add_argument("--warps", type=int, default=32, help="warps per test digit (default: 32, homNIST)")
+    p.add_argument("--mat", default=None, help="the published homNIST_test.mat (default: generate the test set)")
+    p.add_argument("--test-seed", type=int, default=1234, help="seed of the generated test set (default: 1234)")
+    p.add_argument("--max-train", type=int, default=None, help="use at most this many training digits")
+    p.add_argument("--max-test-digits", type=int, default=None, help="use at most this many test digits")
+    p.add_argument("--pixels", action="store_true", help="add the raw-pixel logistic-regression reference row")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _common(p)
+    p.set_defaults(handler=handle_hmnist)
 
     p = sub.add_parser("equivariance", help="latent equivariance error ||tau A - B||^2 / ||B||^2 on held-out pairs")
     p.add_argument("checkpoints", nargs="+", metavar="[NAME=]CKPT", help="NISO checkpoint or run directories")

@@ -20,8 +20,9 @@ When the published file is at hand, :func:`load_homnist_mat` reads it (``scipy.i
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -210,3 +211,33 @@ def save_homnist_mat(path: str | Path, images: torch.Tensor, labels: torch.Tenso
     pixels = images[:, 0].numpy().astype(np.float32) / 255.0
     savemat(str(path), {MAT_IMAGE_KEY: pixels, MAT_LABEL_KEY: labels.numpy().astype(np.int32)}, do_compression=True)
     return path
+
+
+def warped_test_batches(
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    size: int,
+    mat_path: str | None = None,
+    warps: int = HOMNIST_WARPS,
+    seed: int = 1234,
+    walk: HomnistSamplerConfig | None = None,
+    max_test_digits: int | None = None,
+    source: str = "digits",
+) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor]], dict[str, Any]]:
+    """The warped test set of the classification protocols, as ``(images, labels)`` batches and its description.
+
+    The published ``homNIST_test.mat`` when ``mat_path`` is given (its first ``max_test_digits *
+    warps`` images; their side must be ``size``), else ``test_x`` warped ``warps`` times each by
+    :func:`iter_homnist_test_set` with ``seed`` and ``walk``. Every classifier tested through this
+    function (representation heads, the raw-pixel reference) reads the same images.
+    """
+    if mat_path is not None:
+        warped_x, warped_y = load_homnist_mat(mat_path)
+        if max_test_digits is not None:
+            warped_x, warped_y = warped_x[: max_test_digits * warps], warped_y[: max_test_digits * warps]
+        if tuple(warped_x.shape[-2:]) != (size, size):
+            raise ValueError(f"{mat_path}: images are {tuple(warped_x.shape[-2:])}, expected {size}x{size}")
+        return iter([(warped_x, warped_y)]), {"kind": "homNIST_test.mat", "path": str(mat_path)}
+    walk = walk or HomnistSamplerConfig()
+    batches = ((b["image"], b["label"]) for b in iter_homnist_test_set(test_x, test_y, warps, seed, walk))
+    return batches, {"kind": "generated", "warps": warps, "seed": seed, "sampler": asdict(walk), "source": source}

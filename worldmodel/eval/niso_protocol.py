@@ -43,9 +43,8 @@ from tqdm.auto import tqdm
 from worldmodel.data.homnist import (
     HOMNIST_WARPS,
     HomnistSamplerConfig,
-    iter_homnist_test_set,
-    load_homnist_mat,
     metropolis_coefficients,
+    warped_test_batches,
 )
 from worldmodel.data.homography import homography_matrices, load_digit_images, sample_homographies, warp
 from worldmodel.models.isometry import project
@@ -389,21 +388,14 @@ def homnist_classification(
     if max_test_digits is not None:
         test_x, test_y = test_x[:max_test_digits], test_y[:max_test_digits]
     clf = train_protocol_classifier(model, train_x, train_y, cfg, progress=progress)
-    if mat_path is not None:
-        warped_x, warped_y = load_homnist_mat(mat_path)
-        if max_test_digits is not None:
-            warped_x, warped_y = warped_x[: max_test_digits * warps], warped_y[: max_test_digits * warps]
-        if tuple(warped_x.shape[-2:]) != (size, size):
-            raise ValueError(f"{mat_path}: images are {tuple(warped_x.shape[-2:])}, the model takes {size}x{size}")
-        correct, total = classifier_accuracy(clf, warped_x, warped_y, cfg.eval_batch_size)
-        test_set: dict[str, Any] = {"kind": "homNIST_test.mat", "path": str(mat_path)}
-    else:
-        walk = HomnistSamplerConfig(**{**asdict(sampler or HomnistSamplerConfig()), "scale": model.config.sigma_scale})
-        correct, total = 0, 0
-        for batch in iter_homnist_test_set(test_x, test_y, warps, test_seed, walk):
-            c, t = classifier_accuracy(clf, batch["image"], batch["label"], cfg.eval_batch_size)
-            correct, total = correct + c, total + t
-        test_set = {"kind": "generated", "warps": warps, "seed": test_seed, "sampler": asdict(walk), "source": source}
+    walk = HomnistSamplerConfig(**{**asdict(sampler or HomnistSamplerConfig()), "scale": model.config.sigma_scale})
+    batches, test_set = warped_test_batches(
+        test_x, test_y, size, mat_path, warps, test_seed, walk, max_test_digits, source
+    )
+    correct, total = 0, 0
+    for images, labels in batches:
+        c, n = classifier_accuracy(clf, images, labels, cfg.eval_batch_size)
+        correct, total = correct + c, total + n
     clean_c, clean_t = classifier_accuracy(clf, test_x, test_y, cfg.eval_batch_size)
     train_c, train_t = classifier_accuracy(clf, train_x[:2000], train_y[:2000], cfg.eval_batch_size)
     return {
