@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldmodel.data.homography import HOMOGRAPHY_SIGMAS, SL3_BASIS, homography_matrices, warp
+from worldmodel.data.homography import HOMOGRAPHY_SIGMAS, SL3_BASIS, homography_matrices, load_digit_images, warp
 
 #: Warps of each test digit in homNIST's test set.
 HOMNIST_WARPS = 32
@@ -211,6 +211,19 @@ def save_homnist_mat(path: str | Path, images: torch.Tensor, labels: torch.Tenso
     pixels = images[:, 0].numpy().astype(np.float32) / 255.0
     savemat(str(path), {MAT_IMAGE_KEY: pixels, MAT_LABEL_KEY: labels.numpy().astype(np.int32)}, do_compression=True)
     return path
+
+
+def protocol_digits(
+    source: str, size: int, max_train: int | None = None, max_test_digits: int | None = None
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Clean ``(train images, labels), (test images, labels)`` of ``source`` for the classification protocols.
+
+    :func:`worldmodel.data.homography.load_digit_images` at side ``size``, each split cut to its
+    first ``max_train`` / ``max_test_digits`` digits when given.
+    """
+    train_x, train_y = load_digit_images(source, "train", size)
+    test_x, test_y = load_digit_images(source, "test", size)
+    return (train_x[:max_train], train_y[:max_train]), (test_x[:max_test_digits], test_y[:max_test_digits])
 
 
 def warped_test_batches(

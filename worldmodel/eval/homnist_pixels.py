@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldmodel.data.homnist import HOMNIST_WARPS, HomnistSamplerConfig, warped_test_batches
-from worldmodel.data.homography import load_digit_images
+from worldmodel.data.homnist import HOMNIST_WARPS, HomnistSamplerConfig, protocol_digits, warped_test_batches
 
 
 def _flat(images: torch.Tensor) -> np.ndarray:
@@ -47,12 +46,7 @@ def pixel_baseline(
     """
     from sklearn.linear_model import LogisticRegression
 
-    train_x, train_y = load_digit_images(source, "train", size)
-    if max_train is not None:
-        train_x, train_y = train_x[:max_train], train_y[:max_train]
-    test_x, test_y = load_digit_images(source, "test", size)
-    if max_test_digits is not None:
-        test_x, test_y = test_x[:max_test_digits], test_y[:max_test_digits]
+    (train_x, train_y), (test_x, test_y) = protocol_digits(source, size, max_train, max_test_digits)
     clf = LogisticRegression(C=c, max_iter=max_iter)
     clf.fit(_flat(train_x), train_y.numpy())
     walk = HomnistSamplerConfig(**{**asdict(sampler or HomnistSamplerConfig()), "scale": float(sigma_scale)})

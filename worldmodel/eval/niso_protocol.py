@@ -44,6 +44,7 @@ from worldmodel.data.homnist import (
     HOMNIST_WARPS,
     HomnistSamplerConfig,
     metropolis_coefficients,
+    protocol_digits,
     warped_test_batches,
 )
 from worldmodel.data.homography import homography_matrices, load_digit_images, sample_homographies, warp
@@ -381,12 +382,7 @@ def homnist_classification(
     """
     cfg = config or ClassificationProtocolConfig()
     size = model.config.image_size
-    train_x, train_y = load_digit_images(source, "train", size)
-    if max_train is not None:
-        train_x, train_y = train_x[:max_train], train_y[:max_train]
-    test_x, test_y = load_digit_images(source, "test", size)
-    if max_test_digits is not None:
-        test_x, test_y = test_x[:max_test_digits], test_y[:max_test_digits]
+    (train_x, train_y), (test_x, test_y) = protocol_digits(source, size, max_train, max_test_digits)
     clf = train_protocol_classifier(model, train_x, train_y, cfg, progress=progress)
     walk = HomnistSamplerConfig(**{**asdict(sampler or HomnistSamplerConfig()), "scale": model.config.sigma_scale})
     batches, test_set = warped_test_batches(
