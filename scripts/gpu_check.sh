@@ -14,24 +14,7 @@ PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 log() { echo "[gpu_check] $*" | tee -a "$OUT/log.txt"; }
 
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-    log "no NVIDIA GPU visible (nvidia-smi missing or failing): nothing to measure on this machine"
-    exit 3
-fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv"
-log "GPU: $(tail -1 "$OUT/gpu.csv")"
-
-# Install: the default (CUDA) torch wheel, then the toolkit; EGL is not needed (no rendering).
-if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
-    log "installing torch (CUDA wheel)"
-    "$PY" -m pip install -q torch || { log "pip install torch failed"; exit 1; }
-fi
-"$PY" -m pip install -q -e . || { log "pip install -e . failed"; exit 1; }
-if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-    log "torch is installed but sees no CUDA device"
-    exit 3
-fi
-"$PY" -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())" > "$OUT/versions.txt"
+source scripts/gpu_setup.sh  # GPU present (else exit 3), torch (CUDA) + toolkit installed
 
 # 1. Paper-config bench (Tower, L = 12 unshared, 64 px), batch 36, bf16; compile off then on.
 log "bench: paper config, batch 36, bf16, eager"
@@ -57,7 +40,7 @@ timeout 240 "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m ag
     --data "$DATA" --out "$OUT/run_torchrun" --preset paper --precision bf16 --device cuda \
     --steps 3000 --log-every 20 --ckpt-every 2000 --no-progress 2>&1 | tail -5 | tee -a "$OUT/log.txt"
 "$PY" - "$OUT" <<'PYEOF' | tee -a "$OUT/log.txt"
-import json, sys, pathlib, statistics
+import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 summary = {}
 for name in ("bench_eager", "bench_compile"):
@@ -69,8 +52,11 @@ if m.is_file():
     recs = [json.loads(l) for l in m.read_text().splitlines() if l.strip().startswith("{")]
     train = [r for r in recs if r.get("kind") == "train"]
     if train:
-        rates = [r["throughput/steps_per_s"] for r in train[10:]] or [train[-1]["throughput/steps_per_s"]]
-        summary["torchrun"] = {"steps": train[-1]["step"], "median_steps_per_s": statistics.median(rates),
+        # metrics are read every --log-every steps (the device runs ahead in between): the rate is
+        # steps over their summed time/step_s, which includes each read's wait for the device
+        timed = train[10:] or train
+        rate = len(timed) / sum(r["time/step_s"] for r in timed)
+        summary["torchrun"] = {"steps": train[-1]["step"], "steps_per_s": rate,
                                "first_loss": train[0]["loss"], "last_loss": train[-1]["loss"]}
 (out / "summary.json").write_text(json.dumps(summary, indent=2))
 print(json.dumps(summary.get("torchrun", {}), indent=2))

@@ -134,12 +134,15 @@ def test_determinism_and_workers(data):
 
 def test_distributed_ranks_are_disjoint(data):
     ds, _ = data
-    seen = []
+    seen, ks = [], []
     for rank in range(2):
         loader = make_gqn_loader(ds, batch_size=3, max_context=3, seed=4, num_replicas=2, rank=rank)
         loader.set_epoch(3)
-        seen.append({int(i) for b in loader for i in b["index"]})
+        batches = list(loader)
+        seen.append({int(i) for b in batches for i in b["index"]})
+        ks.append([b["context_frames"].shape[1] for b in batches])
     assert seen[0] and seen[1] and not (seen[0] & seen[1])
+    assert ks[0] == ks[1] and len(set(ks[0])) > 1  # every rank runs the same K per batch; K still varies
     assert seen[0] | seen[1] == set(range(SCENES))
     with pytest.raises(ValueError, match="distributed=True needs torch.distributed"):
         make_gqn_loader(ds, batch_size=3, distributed=True)
@@ -165,6 +168,9 @@ def test_to_device(data):
     p = to_device(next(iter(make_pair_loader(ds, batch_size=2))), "cpu", dtype=torch.bfloat16, channels_last=True)
     assert p["frame_a"].dtype == torch.bfloat16 and p["frame_a"].is_contiguous(memory_format=torch.channels_last)
     assert p["viewpoint_a"].shape == (2, 7) and p["relative"].dtype == torch.float32
+    cl = to_device(b, "cpu", channels_last=True)["context_frames"]  # 5-d: flattens to a channels-last batch
+    assert cl.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(cl, out["context_frames"])
 
 
 def test_dataset_survives_pickling(data, tmp_path: Path):

@@ -138,3 +138,40 @@ def test_cli_exit_code_and_message(dataset, tmp_path, capsys):
     assert code == 3
     err = capsys.readouterr().err
     assert "the loss is nan at step 4" in err and "step_00000003" in err
+
+
+def test_deferred_read_skips_the_bad_update_and_all_later_ones_on_the_device(dataset, tmp_path):
+    """Metrics are read every log_every steps; the bad step's update and the ones after it never land."""
+
+    def run(steps: int, out: str) -> Trainer:
+        model_cfg, cfg = resolve_configs(
+            "flaky-gqn",
+            None,
+            {},
+            dict(
+                data=str(dataset),
+                out=str(tmp_path / out),
+                steps=steps,
+                batch_size=4,
+                log_every=10,
+                ckpt_every=0,
+                eval_every=0,
+                image_every=0,
+                progress=False,
+                device="cpu",
+            ),
+        )
+        return Trainer("flaky-gqn", model_cfg, cfg)
+
+    clean = run(BAD_STEP, "clean")  # stops just before the bad step
+    clean.fit()
+    flaky = run(20, "flaky")
+    assert flaky.config.log_every > BAD_STEP + 1  # the non-finite step is read several steps after it ran
+    with pytest.raises(TrainingDiverged, match=f"at step {BAD_STEP}"):
+        flaky.fit()
+    assert flaky.fused  # the CPU fused kernel is what skips on the device
+    for (name, a), b in zip(clean.model.state_dict().items(), flaky.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(b, a, msg=name)
+    state = flaky.optimizer.state_dict()["state"]
+    assert all(int(s["step"]) == BAD_STEP for s in state.values())  # no later step counted either
+    assert [r["step"] for r in read_metrics(tmp_path / "flaky", "train")] == list(range(1, BAD_STEP + 1))

@@ -125,3 +125,33 @@ def test_the_training_loss_traces_into_one_graph():
     explanation = torch._dynamo.explain(model.loss)(batch())
     assert explanation.graph_break_count == 0, [str(r.reason) for r in explanation.break_reasons]
     assert explanation.graph_count == 1
+
+
+@pytest.mark.parametrize("representation", ["tower", "pyramid"])
+def test_channels_last_survives_the_viewpoint_concatenation(representation):
+    torch.manual_seed(0)
+    model = GQN(tiny(representation=representation)).to(memory_format=torch.channels_last)
+    b = batch()
+    views = model._viewpoints(b["context_viewpoints"]).flatten(0, 1)
+    frames = b["context_frames"].movedim(-3, -1).contiguous().movedim(-1, -3)  # to_device's channels-last 5-d layout
+    x = frames.flatten(0, 1)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    seen = []
+    for m in model.psi.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_pre_hook(lambda _m, a: seen.append(a[0]))
+    out = model.psi(x, views)
+    convs = [t for t in seen if t.dim() == 4 and min(t.shape[-2:]) > 1]
+    assert convs and all(t.is_contiguous(memory_format=torch.channels_last) for t in convs)  # every conv input
+    torch.testing.assert_close(out, model.psi(b["context_frames"].flatten(0, 1).contiguous(), views))
+
+
+def test_stacked_condition_convolution_equals_one_convolution_per_core():
+    torch.manual_seed(0)
+    model = GQN(tiny(shared_core=False, generation_steps=3))
+    cores = model.generator.inference_cores
+    static = torch.randn(2, cores[0].condition.in_channels, SIZE // 4, SIZE // 4)
+    merged = model.generator._conditions(cores, static)
+    assert len(merged) == 3
+    for core, term in zip(cores, merged, strict=True):
+        torch.testing.assert_close(term, core.condition(static))

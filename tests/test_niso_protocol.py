@@ -178,6 +178,8 @@ def test_hmnist_pred_trains_phi_and_m_but_not_the_encoder():
     assert 0.0 <= res["warped_accuracy"] <= 1.0 and 0.0 <= res["clean_accuracy"] <= 1.0
     with pytest.raises(ValueError, match="a plain autoencoder has no basis"):
         train_protocol_classifier(build_niso("tiny", mode="autoencoder"), images[:8], labels[:8], cfg)
+    # training reads cached frozen grids: the logits on them are those of the frames themselves
+    torch.testing.assert_close(clf.forward_grid(clf.frozen_grid(images[:8])), clf(images[:8]))
 
 
 # ----------------------------------------------------------------------------- equivariance error

@@ -38,7 +38,7 @@ class ImageBatchSampler(SceneBatchSampler):
         self.views = int(views)
         super().__init__(num_scenes, batch_size, **kwargs)
 
-    def draw(self, scenes: Sequence[int], rng: np.random.Generator) -> list[tuple]:
+    def draw(self, scenes: Sequence[int], rng: np.random.Generator, shared: np.random.Generator) -> list[tuple]:
         return [(int(s), int(rng.integers(0, self.views))) for s in scenes]
 
 

@@ -33,6 +33,8 @@ from worldmodel.data.reader import SceneDataset
 GQN_CONTEXT_DEFAULTS: dict[str, int] = {"jaco": 7, "maze": 20, "rooms": 5, "shepard": 15}
 #: Largest frame skip supported by pair loaders.
 MAX_SKIP = 9
+#: Last word of the seed of the rank-independent per-batch stream (``shared`` in ``draw``).
+SHARED_STREAM = 0x5EED
 
 
 def _open(data: str | Path | SceneDataset) -> SceneDataset:
@@ -136,10 +138,14 @@ class SceneBatchSampler(Sampler[list[tuple]]):
         for b in range(start, len(self)):
             scenes = order[b * self.batch_size : (b + 1) * self.batch_size]
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, self.rank, b]))
-            yield self.draw(scenes, rng)
+            shared = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, b, SHARED_STREAM]))
+            yield self.draw(scenes, rng, shared)
 
-    def draw(self, scenes: Sequence[int], rng: np.random.Generator) -> list[tuple]:  # pragma: no cover
-        """Sample specs of one batch."""
+    def draw(
+        self, scenes: Sequence[int], rng: np.random.Generator, shared: np.random.Generator
+    ) -> list[tuple]:  # pragma: no cover
+        """Sample specs of one batch: per-scene choices from ``rng`` (this rank's stream), per-batch
+        choices every rank must make alike from ``shared`` (drawn from seed, epoch and batch only)."""
         raise NotImplementedError
 
 
@@ -156,8 +162,10 @@ class GQNBatchSampler(SceneBatchSampler):
         self.max_context = int(max_context)
         super().__init__(num_scenes, batch_size, **kwargs)
 
-    def draw(self, scenes: Sequence[int], rng: np.random.Generator) -> list[tuple]:
-        k = int(rng.integers(1, self.max_context + 1))
+    def draw(self, scenes: Sequence[int], rng: np.random.Generator, shared: np.random.Generator) -> list[tuple]:
+        # K from the rank-independent stream: under DDP every rank runs the same K, so no rank
+        # waits at the gradient all-reduce for one that drew a larger context
+        k = int(shared.integers(1, self.max_context + 1))
         return [(int(s), tuple(int(v) for v in rng.choice(self.views, size=k + 1, replace=False))) for s in scenes]
 
 
@@ -175,7 +183,7 @@ class PairBatchSampler(SceneBatchSampler):
         self.skips = (lo, hi)
         super().__init__(num_scenes, batch_size, **kwargs)
 
-    def draw(self, scenes: Sequence[int], rng: np.random.Generator) -> list[tuple]:
+    def draw(self, scenes: Sequence[int], rng: np.random.Generator, shared: np.random.Generator) -> list[tuple]:
         out = []
         for s in scenes:
             k = int(rng.integers(self.skips[0], self.skips[1] + 1))

@@ -43,8 +43,9 @@ def to_device(
         batch: a loader batch (dict of tensors; other values are passed through).
         device: target device.
         dtype: float dtype of images and viewpoints (float32, or bfloat16/float16 on GPU).
-        channels_last: give 4-d image tensors ``[B,3,H,W]`` the channels-last memory format
-            (faster convolutions on GPUs; shapes are unchanged). Other ranks stay contiguous.
+        channels_last: give image tensors the channels-last memory format (faster convolutions on
+            GPUs; shapes are unchanged): 4-d ``[B,3,H,W]`` ones, and 5-d ``[B,K,3,H,W]`` ones laid
+            out so that ``flatten(0, 1)`` is channels-last. Other ranks stay contiguous.
         viewpoint_order: 7-d order, ``"ports"`` (toolkit default) or ``"deepmind"``.
         non_blocking: asynchronous copies (effective from pinned memory).
     """
@@ -56,10 +57,13 @@ def to_device(
             continue
         moved = value.to(device, non_blocking=non_blocking)
         if is_image(moved):
+            # [..., H, W, C] -> [..., C, H, W]: the moved view is channels-last in memory already; with
+            # channels_last it is kept so (4-d frames, and 5-d ones [B, K, C, H, W] whose
+            # flatten(0, 1) is then a channels-last [B*K, C, H, W] view)
             x = moved.movedim(-1, -3).to(dtype).div_(255.0)
             if channels_last and x.ndim == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            else:
+            elif not (channels_last and x.ndim == 5):
                 x = x.contiguous()
             out[key] = x
             continue

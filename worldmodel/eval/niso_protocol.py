@@ -275,17 +275,28 @@ class ProjectedLatentClassifier(nn.Module):
         """The frozen representation model."""
         return self._frozen[0]
 
+    @torch.no_grad()
+    def frozen_grid(self, frames: torch.Tensor) -> torch.Tensor:
+        """The frozen encoder's latent grid ``E(frames)`` ``[B, N, d]`` (float32, no gradient)."""
+        model = self.model
+        return model.grid(model.prepare_images(frames)).float()
+
     def latent(self, frames: torch.Tensor) -> torch.Tensor:
         """Projected latents ``Phi^T M E(frames)`` ``[B, k, d]`` (float32; gradients reach only the basis)."""
-        model = self.model
-        with torch.no_grad():
-            grid = model.grid(model.prepare_images(frames)).float()
+        return self.project_grid(self.frozen_grid(frames))
+
+    def project_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        """``Phi^T M grid`` with the trainable basis copy: ``[B, N, d]`` -> ``[B, k, d]``."""
         phi, _, mass = self.basis()
         return project(grid, phi, mass)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Logits of uint8 / [0, 1] float frames."""
         return self.head(self.latent(frames))
+
+    def forward_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        """Logits of precomputed frozen grids (:meth:`frozen_grid`): the same as :meth:`forward` on their frames."""
+        return self.head(self.project_grid(grid))
 
 
 def build_head(config: ClassificationProtocolConfig, latent_dim: int, classes: int = 10) -> nn.Module:
@@ -314,10 +325,20 @@ def train_protocol_classifier(
     clf = ProjectedLatentClassifier(model, build_head(cfg, model.config.latent_dim, classes), cfg.train_basis)
     clf = clf.to(device)
     params = [p for p in clf.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    # The fused kernel (one pass over each parameter) is the same AdamW update; on one CPU thread it
+    # cuts the optimiser step of the official head's 17.4M parameters from ~140 ms to ~13 ms.
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
         lambda s: warmup_cosine_lr(s, cfg.init_lr, cfg.lr, cfg.warmup_steps, cfg.decay_steps, cfg.final_lr) / cfg.lr,
+    )
+    # The encoder is frozen and the training digits are clean, so E(x) is computed once per image
+    # rather than once per step (bitwise the same inputs to the trainable basis and head).
+    grids = torch.cat(
+        [
+            clf.frozen_grid(images[i : i + cfg.eval_batch_size].to(device))
+            for i in range(0, len(images), cfg.eval_batch_size)
+        ]
     )
     gen = torch.Generator().manual_seed(cfg.seed)
     order, pos = torch.randperm(images.shape[0], generator=gen), 0
@@ -329,7 +350,7 @@ def train_protocol_classifier(
             order, pos = torch.randperm(images.shape[0], generator=gen), 0
         idx = order[pos : pos + cfg.batch_size]
         pos += cfg.batch_size
-        loss = F.cross_entropy(clf(images[idx].to(device)), labels[idx].to(device))
+        loss = F.cross_entropy(clf.forward_grid(grids[idx.to(device)]), labels[idx].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

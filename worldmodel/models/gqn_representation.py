@@ -15,9 +15,17 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def broadcast_viewpoint(v: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``[N,D] -> [N,D,h,w]`` (the viewpoint repeated at every position)."""
-    return v[:, :, None, None].expand(-1, -1, *size)
+def broadcast_viewpoint(v: torch.Tensor, size: tuple[int, int], like: torch.Tensor | None = None) -> torch.Tensor:
+    """``[N,D] -> [N,D,h,w]`` (the viewpoint repeated at every position).
+
+    With ``like`` in channels-last memory format the result is materialised channels-last too:
+    ``torch.cat`` of a channels-last map with a stride-0 broadcast returns a contiguous (NCHW)
+    tensor, which would undo the format for every convolution after it.
+    """
+    out = v[:, :, None, None].expand(-1, -1, *size)
+    if like is not None and like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
 
 
 class Tower(nn.Module):
@@ -40,7 +48,7 @@ class Tower(nn.Module):
         """``x [N,3,H,W], v [N,7] -> [N,r,H/4,W/4]`` (``[N,r,1,1]`` when pooling)."""
         a = F.relu(self.conv1(x))
         h = F.relu(self.conv4(F.relu(self.conv3(a)))) + F.relu(self.conv2(a))
-        h = torch.cat((h, broadcast_viewpoint(v.to(h.dtype), h.shape[-2:])), dim=1)
+        h = torch.cat((h, broadcast_viewpoint(v.to(h.dtype), h.shape[-2:], like=h)), dim=1)
         h = F.relu(self.conv7(F.relu(self.conv6(h)))) + F.relu(self.conv5(h))
         h = F.relu(self.conv8(h))
         if self.pool:
@@ -69,7 +77,7 @@ class Pyramid(nn.Module):
 
     def forward(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``x [N,3,H,W], v [N,7] -> [N,r,1,1]``."""
-        return self.net(torch.cat((x, broadcast_viewpoint(v.to(x.dtype), x.shape[-2:])), dim=1))
+        return self.net(torch.cat((x, broadcast_viewpoint(v.to(x.dtype), x.shape[-2:], like=x)), dim=1))
 
 
 def make_representation(kind: str, r_channels: int, viewpoint_dim: int, image_size: int) -> nn.Module:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -61,7 +62,9 @@ def run_one(
             "image_every": 0,
             "ckpt_every": 0,
             "progress": False,
-            "log_every": 0,
+            # metrics are read (the host waits for the device) at every chunk boundary, so each
+            # repeat's summed step times cover its steps' device work
+            "log_every": math.gcd(warmup, max(1, steps // max(1, repeats))),
             "threads": threads or 0,
         }
         if batch_size:

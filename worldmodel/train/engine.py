@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
-import math
 import os
 import random
 import resource
@@ -46,6 +45,27 @@ from worldmodel.train.config import RESUMABLE_CHANGES, TrainConfig, config_from_
 from worldmodel.train.data import RunData, build_run_data
 from worldmodel.train.logger import RunLogger
 from worldmodel.train.schedules import learning_rate
+from worldmodel.train.step_metrics import StepRecord, device_found_inf, read_records, step_values
+
+
+def _add_time(metrics: dict[str, float], seconds: float, batch_size: int) -> None:
+    """Add ``seconds`` to a step's ``time/step_s`` and update its throughputs."""
+    dt = metrics.get("time/step_s", 0.0) + seconds
+    metrics.update(
+        {
+            "time/step_s": dt,
+            "throughput/steps_per_s": 1.0 / max(dt, 1e-9),
+            "throughput/scenes_per_s": batch_size / max(dt, 1e-9),
+        }
+    )
+
+
+def fused_supported(params: Sequence[torch.Tensor]) -> bool:
+    """Whether torch's fused Adam(W) kernel takes ``params``: floating point, all on one CPU or CUDA device."""
+    devices = {p.device for p in params}
+    return (
+        len(devices) == 1 and next(iter(devices)).type in ("cpu", "cuda") and all(p.is_floating_point() for p in params)
+    )
 
 
 class TrainingDiverged(RuntimeError):
@@ -357,8 +377,16 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         params = [p for p in model.parameters() if p.requires_grad]
         opt_cls = torch.optim.AdamW if cfg.weight_decay > 0 else torch.optim.Adam
+        # The fused kernel: one pass per parameter, and a device-side ``found_inf`` that lets the
+        # metrics be read every few steps (see worldmodel.train.step_metrics).
+        self.fused = fused_supported(params)
         optimizer = opt_cls(
-            params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, weight_decay=cfg.weight_decay
+            params,
+            lr=cfg.lr,
+            betas=(cfg.adam_beta1, cfg.adam_beta2),
+            eps=cfg.adam_eps,
+            weight_decay=cfg.weight_decay,
+            fused=self.fused or None,
         )
         step, epoch, batch_in_epoch = 0, 0, 0
         if self.resume:
@@ -368,6 +396,8 @@ class Trainer:
             train_state = ckpt.load_train_state(latest)
             self._check_world_size(train_state)
             optimizer.load_state_dict(train_state["optimizer"])
+            for group in optimizer.param_groups:  # the kernel follows this machine, not the checkpoint's
+                group["fused"] = self.fused or None
             step, epoch, batch_in_epoch = (
                 int(train_state["step"]),
                 int(train_state["epoch"]),
@@ -378,8 +408,10 @@ class Trainer:
 
         wrapped: nn.Module = LossModule(model)
         if dist.enabled:
+            # The learners hold no running statistics (GroupNorm, no BatchNorm): their buffers are
+            # constants that DDP broadcasts once at construction, not before every forward.
             wrapped = nn.parallel.DistributedDataParallel(
-                wrapped, device_ids=[self.device] if self.device.type == "cuda" else None
+                wrapped, device_ids=[self.device] if self.device.type == "cuda" else None, broadcast_buffers=False
             )
         if cfg.compile:
             wrapped = torch.compile(wrapped)
@@ -420,6 +452,8 @@ class Trainer:
         batches_per_epoch = len(loader)
         last_train: dict[str, float] = {}
         last_eval: dict[str, float] | None = None
+        pending: list[StepRecord] = []  # steps whose metrics are still on the device
+        self._last_ckpt, self._found_inf = last_ckpt, None
         it = None
         t_start = time.perf_counter()
         if self.device.type == "cuda":
@@ -429,7 +463,9 @@ class Trainer:
             if data.val_loader is not None and step == 0 and not self.resume:
                 last_eval = self.evaluate(0)  # the untrained baseline of the held-out curve
             while step < cfg.steps:
-                t_prev = time.perf_counter()  # a step's time: loading its batch + the update (not eval/checkpoints)
+                t_prev = (
+                    time.perf_counter()
+                )  # a step: its batch + update (+ the device wait at a read), not eval/checkpoints
                 if it is None:
                     it = self._epoch_iterator(loader, epoch, batch_in_epoch)
                 try:
@@ -437,37 +473,54 @@ class Trainer:
                 except StopIteration:
                     epoch, batch_in_epoch, it = epoch + 1, 0, None
                     continue
-                metrics = self._train_step(batch, step, last_ckpt)
+                record = self._train_step(batch, step)
                 step += 1
                 batch_in_epoch += 1
                 if batch_in_epoch >= batches_per_epoch:
                     epoch, batch_in_epoch, it = epoch + 1, 0, None
                 dt = time.perf_counter() - t_prev
-                metrics.update(
-                    {
-                        "epoch": epoch,
-                        "time/step_s": dt,
-                        "throughput/steps_per_s": 1.0 / max(dt, 1e-9),
-                        "throughput/scenes_per_s": cfg.batch_size / max(dt, 1e-9),
-                    }
-                )
-                last_train = metrics
-                last_eval = self._after_step(data, step, batch, metrics, bar, last_eval)
-                if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or step == cfg.steps:
-                    last_ckpt = self.save_checkpoint(step, epoch, batch_in_epoch) or last_ckpt
-                self._run_step_hooks(step)
+                record.host["epoch"] = epoch
+                _add_time(record.host, dt, cfg.batch_size)
+                pending.append(record)
                 bar.update(1)
+                if not self._read_due(step):
+                    continue
+                t_read = time.perf_counter()
+                read, error = self._read(pending)
+                if read:  # the wait for the device to finish the pending steps is the last one's time
+                    _add_time(read[-1], time.perf_counter() - t_read, cfg.batch_size)
+                for record, metrics in zip(pending, read, strict=False):  # the steps before a bad one
+                    last_train = metrics
+                    last_eval = self._after_step(data, record.step + 1, batch, metrics, bar, last_eval)
+                if error is not None:
+                    raise error
+                pending = []
+                if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or step == cfg.steps:
+                    self._last_ckpt = self.save_checkpoint(step, epoch, batch_in_epoch) or self._last_ckpt
+                self._run_step_hooks(step)
         finally:
             bar.close()
             self.logger.close()
         return TrainResult(
             self.run_dir,
             step,
-            last_ckpt if dist.is_main else None,
+            self._last_ckpt if dist.is_main else None,
             last_train,
             last_eval,
             time.perf_counter() - t_start,
         )
+
+    def _read_due(self, step: int) -> bool:
+        """Whether the metrics are read after (1-based) ``step``: at log, evaluation, image and
+        checkpoint steps, at the last step, and at every step when step hooks run or the
+        optimiser has no device-side skip."""
+        cfg = self.config
+        due = step == cfg.steps or not self.fused or bool(self.step_hooks)
+        for every in (cfg.log_every, cfg.ckpt_every, cfg.image_every):  # the same on every rank
+            due = due or bool(every and step % every == 0)
+        if self.run_data.val_loader is not None and cfg.eval_every:
+            due = due or step % cfg.eval_every == 0
+        return due
 
     @staticmethod
     def _epoch_iterator(loader: Any, epoch: int, start_batch: int) -> Any:
@@ -519,7 +572,8 @@ class Trainer:
                 self.logger.record("diagnostics", step, extra)
                 self.logger.scalars(step, extra, "diagnostics")
 
-    def _train_step(self, batch: Mapping[str, Any], step: int, last_ckpt: Path | None) -> dict[str, float]:
+    def _train_step(self, batch: Mapping[str, Any], step: int) -> StepRecord:
+        """One update; its metrics stay on the device until :meth:`_read` (no host sync here)."""
         from worldmodel.data.transfer import to_device
 
         cfg, dist, model = self.config, self.dist, self.model
@@ -532,33 +586,41 @@ class Trainer:
         batch = to_device(batch, self.device, channels_last=self.channels_last)
         with self._autocast():
             out = self.wrapped(batch)
-        loss = out["loss"]
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_norm)
-        # One host sync and one all-reduce per step: the metrics, the gradient norm and the
-        # non-finite flags (their mean over ranks is > 0 when any rank saw one) travel together,
-        # read before the update, so a non-finite loss or gradient still stops the run before
-        # any parameter changes.
-        names = list(out)
-        flags = torch.stack([(~torch.isfinite(loss.detach())).float(), (~torch.isfinite(grad_norm)).float()])
-        values = torch.cat(
-            [
-                torch.stack([out[k].detach().float().reshape(()) for k in names]),
-                grad_norm.detach().float().reshape(1),
-                flags.to(grad_norm.device),
-            ]
-        )
-        read = ddp.all_reduce_mean(values, dist).tolist()
-        if read[-2] > 0:
-            raise TrainingDiverged(step, "the loss", float(loss.detach().float().item()), last_ckpt)
-        if read[-1] > 0:
-            raise TrainingDiverged(step, "the gradient norm", float(grad_norm.item()), last_ckpt)
-        self.optimizer.step()
-        metrics = dict(zip(names, read[: len(names)]))
-        metrics.update({"lr": lr, "grad_norm": read[len(names)]})
-        return metrics
+        out["loss"].backward()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads)
+        if cfg.grad_clip > 0:  # no pass over the gradients when clipping is off
+            torch.nn.utils.clip_grads_with_norm_(grads, cfg.grad_clip, grad_norm)
+        # One all-reduce per step carries the metrics, the gradient norm and the non-finite flags
+        # (their mean over ranks is > 0 when any rank saw one), so every rank takes the same branch.
+        record = StepRecord(step, list(out), ddp.all_reduce_mean(step_values(out, grad_norm), dist), lr, {})
+        if self.fused:  # skip this update (and all later ones) on the device if any flag is set
+            self._found_inf = device_found_inf(record.values, self._found_inf)
+            self.optimizer.found_inf = self._found_inf
+            self.optimizer.step()
+        else:  # the unfused optimisers have no found_inf: read before the update
+            _, error = self._read([record])
+            if error is not None:
+                raise error
+            self.optimizer.step()
+        return record
+
+    def _read(self, records: list[StepRecord]) -> tuple[list[dict[str, float]], TrainingDiverged | None]:
+        """The metrics of ``records`` up to the first non-finite step (one host sync), and the
+        error naming that step (None when all were finite); its update and every later one were
+        not applied."""
+        metrics: list[dict[str, float]] = []
+        for record, read in zip(records, read_records(records), strict=True):
+            n = len(record.names)
+            if read[-2] > 0:
+                return metrics, TrainingDiverged(
+                    record.step, "the loss", read[record.names.index("loss")], self._last_ckpt
+                )
+            if read[-1] > 0:
+                return metrics, TrainingDiverged(record.step, "the gradient norm", read[n], self._last_ckpt)
+            metrics.append({**dict(zip(record.names, read[:n])), "lr": record.lr, "grad_norm": read[n], **record.host})
+        return metrics, None
 
     @torch.no_grad()
     def evaluate(self, step: int) -> dict[str, float]:
