@@ -265,6 +265,29 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def markdown(summary: dict[str, Any]) -> str:
+    """The study's tables in Markdown: arms (mean [95% CI] over seeds, per seed), paired differences, verdicts."""
+    pix = summary["pixels"]
+    lines = [
+        "| arm | warped test, mean [95% CI] | per seed | clean test | equivariance error (sq.) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in summary["arms"].values():
+        lo, hi = row["warped_ci95"]
+        seeds = ", ".join(f"{v['warped_accuracy']:.1f}" for v in row["seeds"].values())
+        eq = f"{row['equivariance_sq_mean']:.2f}%" if "equivariance_sq_mean" in row else "n/a"
+        warped = f"{row['warped_mean']:.1f}% [{lo:.1f}, {hi:.1f}]"
+        lines.append(f"| {row['label']} | {warped} | {seeds} | {row['clean_mean']:.1f}% | {eq} |")
+    lines.append(
+        f"| raw pixels (logistic regression) | {pix['warped']:.1f}% | (deterministic) | {pix['clean']:.1f}% | n/a |"
+    )
+    lines += ["", "| paired difference (warped, points) | mean [95% CI] | per seed |", "| --- | --- | --- |"]
+    for name, d in summary["paired_differences"].items():
+        per = ", ".join(f"{x:+.1f}" for x in d["per_seed"])
+        lines.append(f"| {name} | {d['mean']:+.1f} [{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}] | {per} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/niso_study"), help="runs and per-run results")
@@ -300,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(args.figures / "study.json", summary)
     if summary["arms"]:
         plot(summary, args.figures / "study.png")
+        from worldmodel.atomic import atomic_write_text
+
+        atomic_write_text(args.figures / "study.md", markdown(summary))
     print(json.dumps({k: summary[k] for k in ("pixels", "verdict")}, indent=2))
     for row in summary["arms"].values():
         lo, hi = row["warped_ci95"]

@@ -144,14 +144,3 @@ def test_channels_last_survives_the_viewpoint_concatenation(representation):
     convs = [t for t in seen if t.dim() == 4 and min(t.shape[-2:]) > 1]
     assert convs and all(t.is_contiguous(memory_format=torch.channels_last) for t in convs)  # every conv input
     torch.testing.assert_close(out, model.psi(b["context_frames"].flatten(0, 1).contiguous(), views))
-
-
-def test_stacked_condition_convolution_equals_one_convolution_per_core():
-    torch.manual_seed(0)
-    model = GQN(tiny(shared_core=False, generation_steps=3))
-    cores = model.generator.inference_cores
-    static = torch.randn(2, cores[0].condition.in_channels, SIZE // 4, SIZE // 4)
-    merged = model.generator._conditions(cores, static)
-    assert len(merged) == 3
-    for core, term in zip(cores, merged, strict=True):
-        torch.testing.assert_close(term, core.condition(static))

@@ -56,6 +56,8 @@ def test_aggregate_orders_the_arms_and_checks_the_pixel_target(tmp_path):
     assert summary["verdict"]["ordering_niso_gt_ae_gt_no_lm"] is True
     assert summary["verdict"]["niso_15_points_above_pixels"] is True  # 61 - 40 >= 15 at the CI's low end
     assert summary["train_steps"] == [3000] and summary["head_steps"] == [3000]
+    table = study.markdown(summary)
+    assert "| NISO | 61.0% [" in table and "| niso - ae_aug | +10.7 [" in table
     study.plot(summary, tmp_path / "fig" / "study.png")
     assert (tmp_path / "fig" / "study.png").stat().st_size > 10_000
 
