@@ -78,26 +78,18 @@ def dataset(tmp_path_factory):
     return write_synthetic_dataset(tmp_path_factory.mktemp("nan") / "d", scenes=12, views=3, size=16, seed=3)
 
 
+def flaky_trainer(dataset, out, model_overrides: dict, **train_overrides) -> Trainer:
+    """A CPU trainer of the flaky learner: batch 4, no evaluation or images, no progress bar."""
+    base = dict(data=str(dataset), out=str(out), batch_size=4, eval_every=0, image_every=0, progress=False)
+    model_cfg, cfg = resolve_configs("flaky-gqn", None, model_overrides, {**base, "device": "cpu", **train_overrides})
+    return Trainer("flaky-gqn", model_cfg, cfg)
+
+
 @pytest.mark.parametrize("bad_value", [float("nan"), float("inf")])
 def test_non_finite_loss_stops_with_the_step_and_keeps_last_good_checkpoint(dataset, tmp_path, bad_value):
-    model_cfg, cfg = resolve_configs(
-        "flaky-gqn",
-        None,
-        {"bad_value": bad_value},
-        dict(
-            data=str(dataset),
-            out=str(tmp_path / "run"),
-            steps=20,
-            batch_size=4,
-            ckpt_every=2,
-            keep_checkpoints=5,
-            eval_every=0,
-            image_every=0,
-            progress=False,
-            device="cpu",
-        ),
+    trainer = flaky_trainer(
+        dataset, tmp_path / "run", {"bad_value": bad_value}, steps=20, ckpt_every=2, keep_checkpoints=5
     )
-    trainer = Trainer("flaky-gqn", model_cfg, cfg)
     with pytest.raises(TrainingDiverged, match=f"the loss is {bad_value} at step {BAD_STEP}") as info:
         trainer.fit()
     assert info.value.step == BAD_STEP
@@ -144,24 +136,7 @@ def test_deferred_read_skips_the_bad_update_and_all_later_ones_on_the_device(dat
     """Metrics are read every log_every steps; the bad step's update and the ones after it never land."""
 
     def run(steps: int, out: str) -> Trainer:
-        model_cfg, cfg = resolve_configs(
-            "flaky-gqn",
-            None,
-            {},
-            dict(
-                data=str(dataset),
-                out=str(tmp_path / out),
-                steps=steps,
-                batch_size=4,
-                log_every=10,
-                ckpt_every=0,
-                eval_every=0,
-                image_every=0,
-                progress=False,
-                device="cpu",
-            ),
-        )
-        return Trainer("flaky-gqn", model_cfg, cfg)
+        return flaky_trainer(dataset, tmp_path / out, {}, steps=steps, log_every=10, ckpt_every=0)
 
     clean = run(BAD_STEP, "clean")  # stops just before the bad step
     clean.fit()

@@ -463,9 +463,8 @@ class Trainer:
             if data.val_loader is not None and step == 0 and not self.resume:
                 last_eval = self.evaluate(0)  # the untrained baseline of the held-out curve
             while step < cfg.steps:
-                t_prev = (
-                    time.perf_counter()
-                )  # a step: its batch + update (+ the device wait at a read), not eval/checkpoints
+                # a step's time: its batch + update (+ the device wait at a read), not eval/checkpoints
+                t_prev = time.perf_counter()
                 if it is None:
                     it = self._epoch_iterator(loader, epoch, batch_in_epoch)
                 try:
@@ -598,12 +597,11 @@ class Trainer:
         if self.fused:  # skip this update (and all later ones) on the device if any flag is set
             self._found_inf = device_found_inf(record.values, self._found_inf)
             self.optimizer.found_inf = self._found_inf
-            self.optimizer.step()
         else:  # the unfused optimisers have no found_inf: read before the update
             _, error = self._read([record])
             if error is not None:
                 raise error
-            self.optimizer.step()
+        self.optimizer.step()
         return record
 
     def _read(self, records: list[StepRecord]) -> tuple[list[dict[str, float]], TrainingDiverged | None]:
