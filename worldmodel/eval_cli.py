@@ -6,7 +6,9 @@
   head, trainable Phi/M) on the homNIST-style test set, with the raw-pixel reference row.
 * ``wm eval niso equivariance CKPT``: latent equivariance error ``||tau A - B||^2 / ||B||^2``.
 * ``wm eval niso pose --niso CKPT --baseline CKPT --data DIR``: camera pose from ``vec(tau)``
-  per frame skip, against an autoencoder-feature baseline.
+  per frame skip, against an autoencoder-feature baseline (a per-pair RPE).
+* ``wm eval niso trajectory CKPT [CKPT ...] --data DIR``: the official pose protocol: relative
+  poses chained along held-out sequences at skips 1, 2, 4, 6, 8, 10, Procrustes-aligned ATE.
 
 A checkpoint argument may be ``NAME=PATH`` to label its row; PATH is a checkpoint or run
 directory. Torch is imported inside the handlers only.
@@ -15,47 +17,12 @@ directory. Torch is imported inside the handlers only.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from worldmodel.eval.eval_cli_io import load_niso_arg, write_result
+
 FEATURE_CHOICES = ("auto", "latent", "gram", "grid")
-
-
-def _label_and_path(arg: str) -> tuple[str | None, str]:
-    if "=" in arg and not Path(arg).exists():
-        name, _, path = arg.partition("=")
-        return name, path
-    return None, arg
-
-
-def _default_label(config: dict[str, Any]) -> str:
-    model = config.get("model", {})
-    if model.get("mode") == "autoencoder":
-        return "AE + aug"
-    if float(model.get("beta", 0.1)) == 0.0:
-        return "NISO without L_M"
-    return "NISO"
-
-
-def _load(arg: str, device: str):
-    from worldmodel.models.niso import load_niso
-
-    name, path = _label_and_path(arg)
-    model, config = load_niso(path, device=device)
-    return name or _default_label(config), model, config
-
-
-def _write(out: str | None, result: dict[str, Any]) -> None:
-    text = json.dumps(result, indent=2)
-    if out:
-        from worldmodel.atomic import atomic_write_text
-
-        atomic_write_text(out, text + "\n")
-        print(f"wrote {out}", file=sys.stderr)
-    else:
-        print(text)
 
 
 def _head_config(args: argparse.Namespace):
@@ -73,7 +40,7 @@ def handle_classify(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     rows = []
     for arg in args.checkpoints:
-        name, model, config = _load(arg, args.device)
+        name, model, config = load_niso_arg(arg, args.device)
         features = None if args.features == "auto" else args.features
         res = classification_eval(
             model,
@@ -91,7 +58,7 @@ def handle_classify(args: argparse.Namespace) -> int:
             f"{format_percent(r['warped_accuracy']):>8}",
             file=sys.stderr,
         )
-    _write(args.out, {"source": args.source, "test_seed": args.test_seed, "results": rows})
+    write_result(args.out, {"source": args.source, "test_seed": args.test_seed, "results": rows})
     return 0
 
 
@@ -113,7 +80,7 @@ def handle_hmnist(args: argparse.Namespace) -> int:
     )
     rows, scales, size = [], set(), None
     for arg in args.checkpoints:
-        name, model, config = _load(arg, args.device)
+        name, model, config = load_niso_arg(arg, args.device)
         scales.add(float(model.config.sigma_scale))
         size = model.config.image_size
         res = homnist_classification(model, config=cfg, progress=not args.no_progress, **common)
@@ -126,7 +93,7 @@ def handle_hmnist(args: argparse.Namespace) -> int:
     for r in rows:
         clean, warped = 100 * r["clean_accuracy"], 100 * r["warped_accuracy"]
         print(f"{r['name']:<24} {clean:>7.1f}% {warped:>7.1f}%", file=sys.stderr)
-    _write(args.out, {"source": args.source, "protocol": "hmnist_pred", "results": rows})
+    write_result(args.out, {"source": args.source, "protocol": "hmnist_pred", "results": rows})
     return 0
 
 
@@ -136,7 +103,7 @@ def handle_equivariance(args: argparse.Namespace) -> int:
 
     rows = []
     for arg in args.checkpoints:
-        name, model, config = _load(arg, args.device)
+        name, model, config = load_niso_arg(arg, args.device)
         res = equivariance_eval(model, source=args.source, pairs=args.pairs, seed=args.seed)
         rows.append({"name": name, "checkpoint": config.get("checkpoint_dir"), **res})
         print(
@@ -144,34 +111,23 @@ def handle_equivariance(args: argparse.Namespace) -> int:
             f"(identity map: {100 * res['identity_error']:.2f}%) over {res['pairs']} held-out pairs",
             file=sys.stderr,
         )
-    _write(args.out, {"source": args.source, "results": rows})
+    write_result(args.out, {"source": args.source, "results": rows})
     return 0
 
 
 def handle_pose(args: argparse.Namespace) -> int:
     """``wm eval niso pose``."""
-    from worldmodel.data.reader import SceneDataset
     from worldmodel.eval.niso_eval import pose_eval
-    from worldmodel.train.data import SceneSubset
+    from worldmodel.eval.pose_protocol_cli import split_scenes
 
-    full = SceneDataset(args.data)
-    if args.val_data:
-        train, test = full, SceneDataset(args.val_data)
-    else:
-        n_test = max(1, int(round(args.test_fraction * len(full))))
-        if n_test >= len(full):
-            raise ValueError(f"{args.data}: {len(full)} scenes are too few to hold out {n_test} for testing")
-        train, test = (
-            SceneSubset(full, range(len(full) - n_test)),
-            SceneSubset(full, range(len(full) - n_test, len(full))),
-        )
+    train, test = split_scenes(args.data, args.val_data, args.test_fraction)
     models: dict[str, Any] = {}
-    name, niso, _ = _load(args.niso, args.device)
+    name, niso, _ = load_niso_arg(args.niso, args.device)
     if niso.operator is None:
         raise ValueError(f"--niso {args.niso} is an autoencoder-mode checkpoint; pose from tau needs mode='niso'")
     models[name] = (niso, "tau")
     for arg in args.baseline or []:
-        bname, base, _ = _load(arg, args.device)
+        bname, base, _ = load_niso_arg(arg, args.device)
         if base.operator is None:
             base.config.features = "grid"
         models[bname if bname not in models else f"{bname} (baseline)"] = (base, "concat")
@@ -191,7 +147,7 @@ def handle_pose(args: argparse.Namespace) -> int:
     for mname in models:
         per = res[mname]["per_skip"]
         print(f"{mname:<22} " + " ".join(f"{per[k]['ate']:>7.3f}" for k in skips), file=sys.stderr)
-    _write(args.out, {"data": args.data, "val_data": args.val_data, **res})
+    write_result(args.out, {"data": args.data, "val_data": args.val_data, **res})
     return 0
 
 
@@ -308,6 +264,10 @@ def add_commands(subparsers: Any) -> None:
     _head_options(p, 2000)
     _common(p, source=False)
     p.set_defaults(handler=handle_pose)
+
+    from worldmodel.eval.pose_protocol_cli import add_trajectory_parser
+
+    add_trajectory_parser(sub)
 
     from worldmodel.eval.probe_cli import add_probe_parser
 
