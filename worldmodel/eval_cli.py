@@ -20,9 +20,22 @@ import argparse
 import sys
 from typing import Any
 
-from worldmodel.eval.eval_cli_io import load_niso_arg, write_result
-
 FEATURE_CHOICES = ("auto", "latent", "gram", "grid")
+
+
+# Lazy: importing worldmodel.eval pulls in torch, which `wm envs ...` must not pay for.
+def load_niso_arg(arg: str, device: str):
+    """See :func:`worldmodel.eval.eval_cli_io.load_niso_arg`."""
+    from worldmodel.eval.eval_cli_io import load_niso_arg as load
+
+    return load(arg, device)
+
+
+def write_result(out: str | None, result: dict[str, Any]) -> None:
+    """See :func:`worldmodel.eval.eval_cli_io.write_result`."""
+    from worldmodel.eval.eval_cli_io import write_result as write
+
+    write(out, result)
 
 
 def _head_config(args: argparse.Namespace):

@@ -25,9 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch only for the loss; the CLI reads this module's constants without it
+    import torch
 
 #: Frame skips of the official trajectory evaluation.
 TRAJECTORY_SKIPS: tuple[int, ...] = (1, 2, 4, 6, 8, 10)
