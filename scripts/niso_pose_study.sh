@@ -51,4 +51,13 @@ for family in $FAMILIES; do
       touch "$run/done"
     done
   done
+  for seed in $SEEDS; do
+    out="$ROOT/$family/eval_s$seed.json"
+    if [[ -f $out ]]; then continue; fi
+    untrained="$ROOT/$family/untrained_s$seed"
+    [[ -f $untrained/model.safetensors ]] || $WM train untrained --like "$ROOT/$family/niso_s$seed" --out "$untrained" --seed "$seed"
+    # the same held-out 20% of scenes as training's --val-fraction; the head's pairs come from the rest
+    $WM eval niso trajectory "niso=$ROOT/$family/niso_s$seed" "ae=$ROOT/$family/ae_s$seed" "untrained=$untrained" \
+      --data "$data" --test-fraction 0.2 --seed "$seed" --out "$out"
+  done
 done

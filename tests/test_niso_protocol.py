@@ -249,6 +249,16 @@ def test_rpe_per_skip_and_the_scale_invariant_loss():
         assert out[k]["ate"] < 1e-9  # a scale error is aligned away ...
         assert out[k]["rpe_translation"] > 0.1  # ... but the RPE sees it
         assert out[k]["rpe_rot_deg"] < 1e-6
+    rng = np.random.default_rng(3)
+
+    def noisy(i, idx):  # each sequence its own error, so the pooling has something to pool
+        rel = relative_poses(seqs[i][idx])
+        rel[:, :3, 3] += rng.normal(0, 0.1 * (i + 1), rel[:, :3, 3].shape)
+        return rel
+
+    per = trajectory_metrics(noisy, seqs, skips=(2,), max_frames=None, per_sequence=True)["2"]
+    assert len(per["per_sequence_ate"]) == 3 and per["per_sequence_ate"][2] > per["per_sequence_ate"][0]
+    assert per["ate"] == pytest.approx(float(np.sqrt(np.mean(np.square(per["per_sequence_ate"])))))
     rel = relative_poses(seqs[0])
     assert rpe(rel, rel) == {"translation": 0.0, "rot_deg": pytest.approx(0.0, abs=1e-6)}
     true = torch.randn(4, 3, 3)

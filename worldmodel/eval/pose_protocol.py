@@ -39,7 +39,6 @@ from worldmodel.eval.pose_trajectory import (
     ATE_METHODS,
     TRAJECTORY_SKIPS,
     scale_invariant_translation_loss,
-    sequence_ate,
     trajectory_metrics,
 )
 
@@ -179,14 +178,16 @@ def evaluate_trajectories(
     per_sequence: dict[str, list[float]] = {}
     metrics = {}
     for skip in config.skips:
-        metrics.update(
-            trajectory_metrics(
-                lambda i, idx, s=skip: cache[(i, s)], sequences, skips=(skip,), max_frames=None, method=config.method
-            )
+        out = trajectory_metrics(
+            lambda i, idx, s=skip: cache[(i, s)],
+            [seq[:n] for seq in sequences],
+            skips=(skip,),
+            max_frames=None,
+            method=config.method,
+            per_sequence=True,
         )
-        per_sequence[str(skip)] = [
-            sequence_ate(cache[(i, skip)], seq[:n:skip], config.method) for i, seq in enumerate(sequences)
-        ]
+        per_sequence[str(skip)] = out[str(skip)].pop("per_sequence_ate")
+        metrics.update(out)
     return {"per_skip": metrics, "per_sequence": per_sequence}
 
 

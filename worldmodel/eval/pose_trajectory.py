@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -178,7 +178,8 @@ def trajectory_metrics(
     max_frames: int | None = 200,
     min_fraction: float = 0.8,
     method: str = "umeyama",
-) -> dict[str, dict[str, float]]:
+    per_sequence: bool = False,
+) -> dict[str, dict[str, Any]]:
     """ATE and RPE per skip over sequences, as the official evaluation loop.
 
     Args:
@@ -191,6 +192,8 @@ def trajectory_metrics(
             the subsampled frames of a full ``max_frames`` sequence (official: 0.8); ignored when
             ``max_frames`` is None.
         method: ATE alignment (see :func:`ate`).
+        per_sequence: also return each evaluated sequence's own ATE (``"per_sequence_ate"``, in
+            sequence order), for paired comparisons between models on the same sequences.
 
     Returns:
         ``{str(skip): {"ate", "rpe_translation", "rpe_rot_deg", "sequences"}}``; ``ate`` is
@@ -214,6 +217,8 @@ def trajectory_metrics(
         if not sq:
             out[str(skip)] = {"ate": float("nan"), "rpe_translation": float("nan"), "rpe_rot_deg": float("nan")}
             out[str(skip)]["sequences"] = 0
+            if per_sequence:
+                out[str(skip)]["per_sequence_ate"] = []
             continue
         r = rpe(np.concatenate(rel_pred), np.concatenate(rel_true))
         out[str(skip)] = {
@@ -222,6 +227,8 @@ def trajectory_metrics(
             "rpe_rot_deg": r["rot_deg"],
             "sequences": len(sq),
         }
+        if per_sequence:
+            out[str(skip)]["per_sequence_ate"] = [float(np.sqrt(v)) for v in sq]
     return out
 
 
