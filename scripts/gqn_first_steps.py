@@ -6,6 +6,9 @@ the first step of Adam moves every weight by about ``lr`` in the direction of it
 sign, so the step is applied to one parameter group at a time.
 
     python scripts/gqn_first_steps.py --size 32 --steps 3
+    python scripts/gqn_first_steps.py --size 64 --variants main port-like --no-attribution --torch-gqn ~/torch-gqn
+
+Sigma is the training start's 2.0 for both models (torch-gqn's forward takes it as an argument).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import math
 
 import torch
 
-from worldmodel.models import gqn_generation
 from worldmodel.models.gqn import GQN
 from worldmodel.models.gqn_config import PRESETS, GQNConfig
 
@@ -31,6 +33,15 @@ GROUPS = {
 }
 
 
+#: Variants that are config options of the model (the others patch its initialisation below).
+VARIANT_OPTIONS = {
+    "exp std": {"std_activation": "exp"},
+    "query conv": {"query_input": "conv"},
+    "port-like": {"std_activation": "exp", "query_input": "conv"},
+}
+VARIANTS = ("main", "exp std", "query conv", "port-like", "zero heads", "forget bias 0", "joint init")
+
+
 def _batch(size: int, b: int = 4, k: int = 5) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     return {
@@ -42,12 +53,21 @@ def _batch(size: int, b: int = 4, k: int = 5) -> dict[str, torch.Tensor]:
 
 
 def _model(size: int, variant: str) -> GQN:
-    values = dict(PRESETS["paper"]["model"], position_scale=1.0, image_size=size)
+    values = dict(PRESETS["paper"]["model"], position_scale=1.0, image_size=size, **VARIANT_OPTIONS.get(variant, {}))
     torch.manual_seed(0)
     model = GQN(GQNConfig(**values))
     if variant == "zero heads":
         for head in (model.generator.prior_head, model.generator.posterior_head):
             torch.nn.init.zeros_(head.weight)
+    if variant == "joint init":
+        # one conv over the concatenated [input, hidden, condition] as in torch-gqn: weight bound
+        # 1/sqrt(total fan-in) for both halves of the split gate conv, instead of each its own
+        for cell in [*model.generator.inference_cores, *model.generator.generation_cores]:
+            convs = [m for m in cell.modules() if isinstance(m, torch.nn.Conv2d)]
+            fan_in = sum(c.weight[0].numel() for c in convs)
+            with torch.no_grad():
+                for c in convs:
+                    c.weight.uniform_(-(fan_in**-0.5), fan_in**-0.5)
     if variant == "forget bias 0":
         for cell in [*model.generator.inference_cores, *model.generator.generation_cores]:
             with torch.no_grad():
@@ -55,30 +75,46 @@ def _model(size: int, variant: str) -> GQN:
     return model
 
 
-def _exp_std(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mu, raw = params.float().chunk(2, dim=1)
-    return mu, torch.exp(0.5 * raw)
-
-
 def run_variant(size: int, variant: str, steps: int, lr: float) -> list[dict[str, float]]:
     """Loss terms of the first ``steps`` Adam steps of ``variant`` on the fixed batch."""
-    original = gqn_generation._gaussian
-    if variant == "exp std":
-        gqn_generation._gaussian = _exp_std
-    try:
-        model, batch = _model(size, variant), _batch(size)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        rows = []
-        for step in range(steps):
-            torch.manual_seed(100 + step)
-            metrics = model.loss(batch)
-            opt.zero_grad()
-            metrics["loss"].backward()
-            opt.step()
-            rows.append({k: float(metrics[k].detach()) for k in ("loss", "nll", "kl")})
-        return rows
-    finally:
-        gqn_generation._gaussian = original
+    model, batch = _model(size, variant), _batch(size)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    rows = []
+    for step in range(steps):
+        torch.manual_seed(100 + step)
+        metrics = model.loss(batch)
+        opt.zero_grad()
+        metrics["loss"].backward()
+        opt.step()
+        rows.append({k: float(metrics[k].detach()) for k in ("loss", "nll", "kl")})
+    return rows
+
+
+def run_torch_gqn(path: str, size: int, steps: int, lr: float) -> list[float]:
+    """Losses of torch-gqn's own model (a checkout of iShohei220/torch-gqn at ``path``, 64 px) on the same batch."""
+    import sys
+
+    if size != 64:
+        raise SystemExit("--torch-gqn: torch-gqn's model is built for 64 px images; use --size 64")
+    sys.path.insert(0, path)
+    from model import GQN as TorchGQN  # the port's module, from the user's checkout (not vendored)
+
+    batch = _batch(size)
+    torch.manual_seed(0)
+    model = TorchGQN(representation="tower", L=12, shared_core=False)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for step in range(steps):
+        torch.manual_seed(100 + step)
+        elbo = model(
+            batch["context_frames"], batch["context_viewpoints"], batch["query_viewpoint"], batch["query_frame"], 2.0
+        )
+        loss = -elbo.mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
 
 
 def attribution(size: int, lr: float) -> dict[str, float]:
@@ -95,7 +131,7 @@ def attribution(size: int, lr: float) -> dict[str, float]:
                 if selected(n) and n in grads:
                     p -= lr * torch.sign(grads[n])
         torch.manual_seed(101)
-        out[name] = float(moved.loss(batch)["kl"])
+        out[name] = float(moved.loss(batch)["kl"].detach())
     return out
 
 
@@ -105,13 +141,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--no-attribution", action="store_true", help="skip the per-group sign-step attribution")
+    parser.add_argument("--torch-gqn", metavar="DIR", help="also run torch-gqn's model from this checkout (64 px)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    for variant in ("main", "exp std", "zero heads", "forget bias 0"):
+    for variant in args.variants:
         rows = run_variant(args.size, variant, args.steps, args.lr)
         kls = ", ".join(f"{r['kl']:.1f}" for r in rows)
         losses = ", ".join(f"{r['loss']:.0f}" for r in rows)
         print(f"{variant:14s} KL per step: {kls}   loss: {losses}", flush=True)
+    if args.torch_gqn:
+        losses = run_torch_gqn(args.torch_gqn, args.size, args.steps, args.lr)
+        print(f"{'torch-gqn':14s} loss: " + ", ".join(f"{x:.0f}" for x in losses), flush=True)
+    if args.no_attribution:
+        return
     for name, kl in attribution(args.size, args.lr).items():
         print(f"one sign step on {name:18s}: KL {kl:.1f}" + ("" if math.isfinite(kl) else " (non-finite)"), flush=True)
 

@@ -182,3 +182,18 @@ def test_dataset_survives_pickling(data, tmp_path: Path):
     clone = pickle.loads(pickle.dumps(ds))
     assert not clone._maps
     np.testing.assert_array_equal(clone[7]["frames"], records[7].frames)
+
+
+def test_pair_skips_reach_past_the_trajectory_protocols_largest(tmp_path):
+    """Training pairs may span more frames than the evaluated skips (up to 10), within the views."""
+    from worldmodel.models.niso_config import MAX_PAIR_SKIP, NisoConfig
+    from worldmodel.train.synthetic import write_synthetic_dataset
+
+    ds = SceneDataset(write_synthetic_dataset(tmp_path / "long", scenes=4, views=16, size=8, seed=0))
+    seen = {int(k) for b in make_pair_loader(ds, batch_size=2, skips=(11, 12), seed=0) for k in b["skip"]}
+    assert seen <= {11, 12} and seen
+    assert NisoConfig(skips=(0, 12)).skips == (0, 12)
+    with pytest.raises(ValueError, match=f"max <= {MAX_PAIR_SKIP}"):
+        NisoConfig(skips=(0, MAX_PAIR_SKIP + 1))
+    with pytest.raises(ValueError, match="<= 15"):
+        make_pair_loader(ds, batch_size=2, skips=(0, 16))

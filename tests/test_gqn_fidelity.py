@@ -119,6 +119,34 @@ def test_checkpoints_without_the_field_load_as_the_first_release_form(tmp_path):
     assert enc.model.config.inference_canvas == "none"
 
 
+def test_exp_std_reads_the_head_as_a_log_variance_and_softplus_stays_the_other_option():
+    from worldmodel.models.gqn_generation import _gaussian
+
+    raw = torch.tensor([[0.5, -1.0, 2.0, -40.0]]).reshape(1, 4, 1, 1)  # mean channels 0-1, raw std channels 2-3
+    mu, std = _gaussian(raw, exp_std=True)
+    assert torch.equal(mu, raw[:, :2])
+    assert torch.allclose(std.flatten(), torch.tensor([torch.e, torch.exp(torch.tensor(-15.0))]))  # clamped at -30
+    _, soft = _gaussian(raw, exp_std=False)
+    assert torch.allclose(soft.flatten(), torch.nn.functional.softplus(raw[0, 2:].flatten()) + 1e-4)
+    with pytest.raises(ValueError, match="std_activation.*softplus"):
+        tiny(std_activation="relu")
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_query_conv_input_feeds_three_learned_channels_to_the_inference_cores(shared):
+    torch.manual_seed(0)
+    model = GQN(tiny(query_input="conv", std_activation="exp", shared_core=shared))
+    gen = model.generator
+    cfg = model.config
+    assert gen.query_downsampler is not None and gen.query_downsampler.weight.shape == (3, 3, 4, 4)
+    assert gen.inference_cores[0].condition.in_channels == 3 + cfg.viewpoint_dim + cfg.r_channels
+    assert GQN(tiny()).generator.inference_cores[0].condition.in_channels == 48 + cfg.viewpoint_dim + cfg.r_channels
+    model.loss(batch())["nll"].backward()  # the likelihood reaches the query conv through the posterior
+    assert torch.any(gen.query_downsampler.weight.grad != 0)
+    with pytest.raises(ValueError, match="query_input.*space_to_depth"):
+        tiny(query_input="pixels")
+
+
 def test_the_training_loss_traces_into_one_graph():
     torch.manual_seed(0)
     model = GQN(tiny(generation_steps=2, shared_core=False))

@@ -119,3 +119,14 @@ def test_wm_eval_niso_trajectory_writes_json(tmp_path, scenes):
     assert {"NISO", "plain", "mean motion"} <= set(res)
     assert res["NISO"]["kind"] == "tau" and res["plain"]["kind"] == "concat"
     assert set(res["plain"]["per_skip"]) == {"1", "2"}
+
+
+def test_eval_threads_option_sets_torch_threads_and_refuses_negative(tmp_path, scenes):
+    before = torch.get_num_threads()
+    args = ["eval", "niso", "trajectory", str(tmp_path / "missing"), "--data", str(scenes)]
+    try:
+        assert wm([*args, "--threads", "-1"]) == 2  # refused before any checkpoint is read
+        assert wm([*args, "--threads", "1"]) == 2  # the missing checkpoint, after the threads are set
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

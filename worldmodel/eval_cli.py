@@ -20,6 +20,8 @@ import argparse
 import sys
 from typing import Any
 
+from worldmodel.eval.eval_cli_io import add_threads_option, apply_threads
+
 FEATURE_CHOICES = ("auto", "latent", "gram", "grid")
 
 
@@ -46,6 +48,7 @@ def _head_config(args: argparse.Namespace):
 
 def handle_classify(args: argparse.Namespace) -> int:
     """``wm eval niso classify``."""
+    apply_threads(args.threads)
     import torch
 
     from worldmodel.eval.niso_eval import classification_eval, format_percent
@@ -77,6 +80,7 @@ def handle_classify(args: argparse.Namespace) -> int:
 
 def handle_hmnist(args: argparse.Namespace) -> int:
     """``wm eval niso hmnist``: the official protocol per checkpoint, plus the raw-pixel reference."""
+    apply_threads(args.threads)
     from worldmodel.eval.homnist_pixels import pixel_baseline
     from worldmodel.eval.niso_protocol import ClassificationProtocolConfig, homnist_classification
 
@@ -112,6 +116,7 @@ def handle_hmnist(args: argparse.Namespace) -> int:
 
 def handle_equivariance(args: argparse.Namespace) -> int:
     """``wm eval niso equivariance``."""
+    apply_threads(args.threads)
     from worldmodel.eval.niso_eval import equivariance_eval
 
     rows = []
@@ -130,6 +135,7 @@ def handle_equivariance(args: argparse.Namespace) -> int:
 
 def handle_pose(args: argparse.Namespace) -> int:
     """``wm eval niso pose``."""
+    apply_threads(args.threads)
     from worldmodel.eval.niso_eval import pose_eval
     from worldmodel.eval.pose_protocol_cli import split_scenes
 
@@ -168,6 +174,7 @@ def _common(p: argparse.ArgumentParser, source: bool = True) -> None:
     p.add_argument("--device", default="cpu", help="where to run the frozen models (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed of the heads and of the pair draws (default: 0)")
     p.add_argument("--out", default=None, help="write the results as JSON to this file (default: print them)")
+    add_threads_option(p)
     if source:
         p.add_argument(
             "--source",

@@ -31,8 +31,8 @@ from worldmodel.data.reader import SceneDataset
 #: Largest number of context views used by public GQN ports, per scene family (key: a substring
 #: of the dataset's source); the default ``max_context`` (capped at views - 1).
 GQN_CONTEXT_DEFAULTS: dict[str, int] = {"jaco": 7, "maze": 20, "rooms": 5, "shepard": 15}
-#: Largest frame skip supported by pair loaders.
-MAX_SKIP = 9
+#: Largest frame skip supported by pair loaders (as ``worldmodel.models.niso_config.MAX_PAIR_SKIP``).
+MAX_SKIP = 20
 #: Last word of the seed of the rank-independent per-batch stream (``shared`` in ``draw``).
 SHARED_STREAM = 0x5EED
 
@@ -367,7 +367,7 @@ def make_pair_loader(
         skip int64 [B]            index int64 [B]
 
     where view b = a + k along the scene's ordered views, k uniform in the inclusive range
-    ``skips`` (within 0..9). Other arguments as in :func:`make_gqn_loader`.
+    ``skips`` (within 0..MAX_SKIP and below the views per scene). Other arguments as in :func:`make_gqn_loader`.
     """
     ds = _open(data)
     views = ds.views if views_per_scene is None else int(views_per_scene)

@@ -26,6 +26,27 @@ def default_label(config: dict[str, Any]) -> str:
     return "NISO"
 
 
+def add_threads_option(p: Any) -> None:
+    """``--threads N``: torch's CPU threads for an evaluation command (0: torch's default)."""
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (default 0: one per core). On a CPU shared with another job, 1 avoids "
+        "oversubscription, which can slow an evaluation tens of times",
+    )
+
+
+def apply_threads(threads: int) -> None:
+    """Set torch's CPU threads when ``threads > 0``; refuse a negative count."""
+    if threads < 0:
+        raise ValueError(f"--threads must be >= 0 (0: torch's default), got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def load_niso_arg(arg: str, device: str):
     """``(label, frozen model, config)`` of a ``[NAME=]CKPT`` argument."""
     from worldmodel.models.niso import load_niso

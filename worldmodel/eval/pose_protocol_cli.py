@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from worldmodel.eval.eval_cli_io import add_threads_option
 from worldmodel.eval.pose_trajectory import ATE_METHODS, TRAJECTORY_SKIPS
 
 
@@ -28,9 +29,11 @@ def split_scenes(data: str, val_data: str | None, test_fraction: float) -> tuple
 
 def handle_trajectory(args: argparse.Namespace) -> int:
     """``wm eval niso trajectory``."""
-    from worldmodel.eval.eval_cli_io import load_niso_arg, write_result
+    from worldmodel.eval.eval_cli_io import apply_threads, load_niso_arg, write_result
     from worldmodel.eval.niso_eval import HeadConfig
     from worldmodel.eval.pose_protocol import TrajectoryProtocolConfig, trajectory_protocol
+
+    apply_threads(args.threads)
 
     train, test = split_scenes(args.data, args.val_data, args.test_fraction)
     models: dict[str, Any] = {}
@@ -85,4 +88,5 @@ def add_trajectory_parser(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="where to run the frozen models (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed of the heads and the training pairs (default: 0)")
     p.add_argument("--out", default=None, help="write the results as JSON to this file (default: print them)")
+    add_threads_option(p)
     p.set_defaults(handler=handle_trajectory)

@@ -27,6 +27,8 @@ REPRESENTATIONS: tuple[str, ...] = ("tower", "pool", "pyramid", "lifted")
 FEATURES: tuple[str, ...] = ("pooled", "spatial")
 MEAN_ACTIVATIONS: tuple[str, ...] = ("linear", "sigmoid")
 INFERENCE_CANVAS: tuple[str, ...] = ("downsampled", "none")
+STD_ACTIVATIONS: tuple[str, ...] = ("softplus", "exp")
+QUERY_INPUTS: tuple[str, ...] = ("space_to_depth", "conv")
 
 #: Spatial downsampling from the image to the latent (Tower output, Conv-LSTM state).
 LATENT_STRIDE = 4
@@ -68,6 +70,14 @@ class GQNConfig:
     """What the inference core C^e sees of the canvas u_{l-1}: 'downsampled' (the paper's form: u through a learned 4x4
     / stride-4 conv, as in torch-gqn and tf-gqn) or 'none' (the first release's form, as in wohlert's port). Checkpoints
     written before the field existed load as 'none'."""
+    std_activation: Literal["softplus", "exp"] = "softplus"
+    """Standard deviation of the prior and posterior from their heads' raw output: 'softplus' (softplus(raw) + 1e-4)
+    or 'exp' (exp(raw / 2), raw read as a log-variance, as in torch-gqn; raw clamped to [-30, 30]). With 'exp' (and
+    ``query_input='conv'``) the loss jump of Adam's first step on a fixed batch is close to torch-gqn's
+    (docs/benchmarks.md, "GQN: the first training steps")."""
+    query_input: Literal["space_to_depth", "conv"] = "space_to_depth"
+    """What the inference cores see of the query image: 'space_to_depth' (its 4x4 pixel blocks as 48 channels) or
+    'conv' (a learned bias-free 4x4 / stride-4 convolution to 3 channels, as in torch-gqn)."""
     kl_weight: float = 1.0
     """Weight of the KL term in the training loss (1: the ELBO of the paper). Above 1 the latent becomes expensive, so
     the generator must take what it renders from the representation r rather than from the query image through the
@@ -103,6 +113,8 @@ class GQNConfig:
         check_choice("features", self.features, FEATURES)
         check_choice("mean_activation", self.mean_activation, MEAN_ACTIVATIONS)
         check_choice("inference_canvas", self.inference_canvas, INFERENCE_CANVAS)
+        check_choice("std_activation", self.std_activation, STD_ACTIVATIONS)
+        check_choice("query_input", self.query_input, QUERY_INPUTS)
         if self.max_context is not None and self.max_context < 1:
             raise ValueError(f"max_context must be >= 1 (or None), got {self.max_context}")
         for name in ("r_channels", "hidden_channels", "z_channels", "generation_steps", "viewpoint_dim"):

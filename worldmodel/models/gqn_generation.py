@@ -101,8 +101,11 @@ class GenerationOutput:
     """KL per step ``[B, L]``."""
 
 
-def _gaussian(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _gaussian(params: torch.Tensor, exp_std: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, std)`` of a head's output: std ``softplus(raw) + 1e-4``, or ``exp(raw / 2)`` (a log-variance)."""
     mu, raw = params.float().chunk(2, dim=1)
+    if exp_std:
+        return mu, torch.exp(0.5 * raw.clamp(-30.0, 30.0))
     return mu, F.softplus(raw) + 1e-4
 
 
@@ -125,7 +128,14 @@ class GenerationNetwork(nn.Module):
         cfg = config
         self.steps = cfg.generation_steps
         hid, z, k = cfg.hidden_channels, cfg.z_channels, cfg.kernel_size
-        x_channels = 3 * LATENT_STRIDE**2
+        # the query image for C^e: its 4x4 pixel blocks (48 channels) or a learned 4x4/4 conv of it (3 channels)
+        self.query_downsampler = (
+            nn.Conv2d(3, 3, kernel_size=LATENT_STRIDE, stride=LATENT_STRIDE, bias=False)
+            if cfg.query_input == "conv"
+            else None
+        )
+        x_channels = 3 * LATENT_STRIDE**2 if self.query_downsampler is None else 3
+        self.exp_std = cfg.std_activation == "exp"
         cond_g = cfg.viewpoint_dim + cfg.r_channels
         cond_e = x_channels + cond_g
         cores = 1 if cfg.shared_core else cfg.generation_steps
@@ -181,7 +191,10 @@ class GenerationNetwork(nn.Module):
         static_g = self._static_g(v, r)
         cond_g = self._conditions(self.generation_cores, static_g)
         if x is not None:
-            x_blocks = F.pixel_unshuffle(x.to(dtype), LATENT_STRIDE)
+            x = x.to(dtype)
+            x_blocks = (
+                F.pixel_unshuffle(x, LATENT_STRIDE) if self.query_downsampler is None else self.query_downsampler(x)
+            )
             cond_e = self._conditions(self.inference_cores, torch.cat((x_blocks, static_g), dim=1))
         # States start at zero (None): the first step skips the convolutions of all-zero inputs.
         state_g: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -196,13 +209,13 @@ class GenerationNetwork(nn.Module):
                 p_params = self.prior_head.bias[None, :, None, None].expand(b, -1, h, w)
             else:
                 p_params = self.prior_head(h_g)
-            p_mu, p_std = _gaussian(p_params)
+            p_mu, p_std = _gaussian(p_params, self.exp_std)
             if x is not None:
                 e_in = h_g
                 if self.canvas_input and canvas is not None:
                     e_in = torch.cat((h_g, self.canvas_downsamplers[i](canvas.to(dtype))), dim=1)
                 state_e = self.inference_cores[i](e_in, cond_e[i], state_e)
-                q_mu, q_std = _gaussian(self.posterior_head(state_e[0]))
+                q_mu, q_std = _gaussian(self.posterior_head(state_e[0]), self.exp_std)
                 z = q_mu + q_std * torch.randn_like(q_std)  # reparameterised sample
                 kls.append(gaussian_kl(q_mu, q_std, p_mu, p_std).sum(dim=(1, 2, 3)))
             else:

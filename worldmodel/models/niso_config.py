@@ -20,6 +20,10 @@ from typing import Literal
 from worldmodel.models.registry import LearnerSpec
 from worldmodel.train.config import check_choice
 
+#: Largest frame skip of a training pair (the pair loader also caps it at views per scene - 1); it
+#: covers the trajectory protocol's largest evaluation skip (10) with room to spare.
+MAX_PAIR_SKIP = 20
+
 FEATURES: tuple[str, ...] = ("latent", "gram", "grid")
 MODES: tuple[str, ...] = ("niso", "autoencoder")
 #: Pixel ranges the encoder can be fed: the official code's [-1, 1] (default of new configs) or [0, 1] (this toolkit's
@@ -62,7 +66,7 @@ class NisoConfig:
     """Seed of the operator's initialisation (the rest follows the training seed)."""
     skips: tuple[int, int] = (0, 3)
     """Scene datasets: inclusive range (min, max) of the frame skip k between the two views of a training pair, within
-    0..9 (data option)."""
+    0..MAX_PAIR_SKIP (20) and below the views per scene (data option)."""
     sigma_scale: float = 1.0
     """Homography digits: multiplier of homNIST's sl(3) coefficient standard deviations (data option; the evaluations
     warp with it too)."""
@@ -90,8 +94,8 @@ class NisoConfig:
         if self.in_channels is not None:
             check_choice("in_channels", self.in_channels, (1, 3))
         self.skips = tuple(int(k) for k in self.skips)
-        if len(self.skips) != 2 or not 0 <= self.skips[0] <= self.skips[1] <= 9:
-            raise ValueError(f"skips must be (min, max) with 0 <= min <= max <= 9, got {self.skips}")
+        if len(self.skips) != 2 or not 0 <= self.skips[0] <= self.skips[1] <= MAX_PAIR_SKIP:
+            raise ValueError(f"skips must be (min, max) with 0 <= min <= max <= {MAX_PAIR_SKIP}, got {self.skips}")
         if self.alpha < 0 or self.beta < 0 or self.grad_eps <= 0 or self.sigma_scale < 0:
             raise ValueError("alpha, beta and sigma_scale must be >= 0 and grad_eps > 0")
         if self.image_size is not None:
