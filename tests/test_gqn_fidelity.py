@@ -119,6 +119,23 @@ def test_checkpoints_without_the_field_load_as_the_first_release_form(tmp_path):
     assert enc.model.config.inference_canvas == "none"
 
 
+def test_checkpoints_from_before_the_port_form_load_with_softplus_std_and_pixel_blocks(tmp_path):
+    import dataclasses
+
+    from worldmodel.checkpoint import save_checkpoint
+    from worldmodel.models.gqn import load_frozen
+
+    assert (tiny().std_activation, tiny().query_input) == ("exp", "conv")  # the defaults of new configs
+    cfg = tiny(std_activation="softplus", query_input="space_to_depth")
+    model = GQN(cfg)
+    values = dataclasses.asdict(cfg)
+    del values["std_activation"], values["query_input"]  # a config.json written before the fields existed
+    path = save_checkpoint(tmp_path / "ckpt", model.state_dict(), {"learner": "gqn", "model": values, "step": 0})
+    enc = load_frozen(str(path))  # strict load: no query conv in the weights
+    assert (enc.model.config.std_activation, enc.model.config.query_input) == ("softplus", "space_to_depth")
+    assert enc.model.generator.query_downsampler is None
+
+
 def test_exp_std_reads_the_head_as_a_log_variance_and_softplus_stays_the_other_option():
     from worldmodel.models.gqn_generation import _gaussian
 
@@ -140,7 +157,9 @@ def test_query_conv_input_feeds_three_learned_channels_to_the_inference_cores(sh
     cfg = model.config
     assert gen.query_downsampler is not None and gen.query_downsampler.weight.shape == (3, 3, 4, 4)
     assert gen.inference_cores[0].condition.in_channels == 3 + cfg.viewpoint_dim + cfg.r_channels
-    assert GQN(tiny()).generator.inference_cores[0].condition.in_channels == 48 + cfg.viewpoint_dim + cfg.r_channels
+    blocks = GQN(tiny(query_input="space_to_depth")).generator
+    assert blocks.query_downsampler is None
+    assert blocks.inference_cores[0].condition.in_channels == 48 + cfg.viewpoint_dim + cfg.r_channels
     model.loss(batch())["nll"].backward()  # the likelihood reaches the query conv through the posterior
     assert torch.any(gen.query_downsampler.weight.grad != 0)
     with pytest.raises(ValueError, match="query_input.*space_to_depth"):

@@ -70,14 +70,16 @@ class GQNConfig:
     """What the inference core C^e sees of the canvas u_{l-1}: 'downsampled' (the paper's form: u through a learned 4x4
     / stride-4 conv, as in torch-gqn and tf-gqn) or 'none' (the first release's form, as in wohlert's port). Checkpoints
     written before the field existed load as 'none'."""
-    std_activation: Literal["softplus", "exp"] = "softplus"
-    """Standard deviation of the prior and posterior from their heads' raw output: 'softplus' (softplus(raw) + 1e-4)
-    or 'exp' (exp(raw / 2), raw read as a log-variance, as in torch-gqn; raw clamped to [-30, 30]). With 'exp' (and
-    ``query_input='conv'``) the loss jump of Adam's first step on a fixed batch is close to torch-gqn's
-    (docs/benchmarks.md, "GQN: the first training steps")."""
-    query_input: Literal["space_to_depth", "conv"] = "space_to_depth"
-    """What the inference cores see of the query image: 'space_to_depth' (its 4x4 pixel blocks as 48 channels) or
-    'conv' (a learned bias-free 4x4 / stride-4 convolution to 3 channels, as in torch-gqn)."""
+    std_activation: Literal["softplus", "exp"] = "exp"
+    """Standard deviation of the prior and posterior from their heads' raw output: 'exp' (exp(raw / 2), raw read as a
+    log-variance, as in torch-gqn; raw clamped to [-30, 30]) or 'softplus' (softplus(raw) + 1e-4, the form before
+    issue 14). With 'exp' and ``query_input='conv'`` the loss jump of Adam's first step on a fixed batch is close to
+    torch-gqn's, with the softplus and the pixel blocks twice as large (docs/benchmarks.md, "GQN: the first training
+    steps"). Checkpoints written before the field existed load as 'softplus'."""
+    query_input: Literal["space_to_depth", "conv"] = "conv"
+    """What the inference cores see of the query image: 'conv' (a learned bias-free 4x4 / stride-4 convolution to 3
+    channels, as in torch-gqn) or 'space_to_depth' (its 4x4 pixel blocks as 48 channels, the form before issue 14).
+    Checkpoints written before the field existed load as 'space_to_depth'."""
     kl_weight: float = 1.0
     """Weight of the KL term in the training loss (1: the ELBO of the paper). Above 1 the latent becomes expensive, so
     the generator must take what it renders from the representation r rather than from the query image through the
@@ -244,7 +246,7 @@ SPEC = LearnerSpec(
     default_preset="small",
     configure="worldmodel.models.gqn_config:configure",
     frozen_loader="worldmodel.models.gqn:load_frozen",
-    legacy_defaults={"inference_canvas": "none"},
+    legacy_defaults={"inference_canvas": "none", "std_activation": "softplus", "query_input": "space_to_depth"},
     description="Generative Query Network (Eslami et al. 2018): scene representation + conditional DRAW-style "
     "generator",
 )
