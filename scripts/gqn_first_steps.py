@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -141,6 +142,49 @@ def attribution(size: int, lr: float) -> dict[str, float]:
     return out
 
 
+def block_attribution(size: int, lr: float) -> dict[str, float]:
+    """KL after the first sign step on the inference cores' condition weights of one input block only.
+
+    The condition input of the old form is ``cat(query pixel blocks (48), v_q (7), r)``; the rows
+    for the recurrent weights, the gate biases and the canvas downsamplers complete the picture.
+    """
+    model, batch = _model(size, "main"), _batch(size)
+    torch.manual_seed(100)
+    model.loss(batch)["loss"].backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    v = model.config.viewpoint_dim
+    blocks = {"query pixels": slice(0, 48), "viewpoint": slice(48, 48 + v), "r": slice(48 + v, None)}
+
+    def kl_after(step_of: Callable[[str, torch.Tensor], torch.Tensor | None]) -> float:
+        moved = copy.deepcopy(model)
+        with torch.no_grad():
+            for n, p in moved.named_parameters():
+                d = step_of(n, p) if n in grads else None
+                if d is not None:
+                    p -= lr * d
+        torch.manual_seed(101)
+        return float(moved.loss(batch)["kl"].detach())
+
+    def block_step(sl: slice) -> Callable[[str, torch.Tensor], torch.Tensor | None]:
+        def step_of(n: str, p: torch.Tensor) -> torch.Tensor | None:
+            if "inference_cores" not in n or not n.endswith("condition.weight"):
+                return None
+            d = torch.zeros_like(p)
+            d[:, sl] = torch.sign(grads[n][:, sl])
+            return d
+
+        return step_of
+
+    def whole(match: Callable[[str], bool]) -> Callable[[str, torch.Tensor], torch.Tensor | None]:
+        return lambda n, p: torch.sign(grads[n]) if match(n) else None
+
+    out = {f"condition weights of {name}": kl_after(block_step(sl)) for name, sl in blocks.items()}
+    out["recurrent weights"] = kl_after(whole(lambda n: "inference_cores" in n and "recurrent" in n))
+    out["gate biases"] = kl_after(whole(lambda n: "inference_cores" in n and n.endswith("condition.bias")))
+    out["canvas downsamplers"] = kl_after(whole(lambda n: "canvas_downsamplers" in n))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=32)
@@ -164,6 +208,8 @@ def main() -> None:
         return
     for name, kl in attribution(args.size, args.lr).items():
         print(f"one sign step on {name:18s}: KL {kl:.1f}" + ("" if math.isfinite(kl) else " (non-finite)"), flush=True)
+    for name, kl in block_attribution(args.size, args.lr).items():
+        print(f"inference cores, {name:30s}: KL {kl:.1f}", flush=True)
 
 
 if __name__ == "__main__":
