@@ -74,8 +74,8 @@ class GQNConfig:
     """Standard deviation of the prior and posterior from their heads' raw output: 'exp' (exp(raw / 2), raw read as a
     log-variance, as in torch-gqn; raw clamped to [-30, 30]) or 'softplus' (softplus(raw) + 1e-4, the form before
     issue 14). With 'exp' and ``query_input='conv'`` the loss jump of Adam's first step on a fixed batch is close to
-    torch-gqn's, with the softplus and the pixel blocks twice as large (docs/benchmarks.md, "GQN: the first training
-    steps"). Checkpoints written before the field existed load as 'softplus'."""
+    torch-gqn's (+21% vs +14% at 64 px); with 'softplus' and pixel blocks it is +103% (docs/benchmarks.md, "GQN: the
+    first training steps"). Checkpoints written before the field existed load as 'softplus'."""
     query_input: Literal["space_to_depth", "conv"] = "conv"
     """What the inference cores see of the query image: 'conv' (a learned bias-free 4x4 / stride-4 convolution to 3
     channels, as in torch-gqn) or 'space_to_depth' (its 4x4 pixel blocks as 48 channels, the form before issue 14).
