@@ -186,8 +186,11 @@ def test_dataset_survives_pickling(data, tmp_path: Path):
 
 def test_pair_skips_reach_past_the_trajectory_protocols_largest(tmp_path):
     """Training pairs may span more frames than the evaluated skips (up to 10), within the views."""
+    from worldmodel.data.loader import MAX_SKIP
     from worldmodel.models.niso_config import MAX_PAIR_SKIP, NisoConfig
     from worldmodel.train.synthetic import write_synthetic_dataset
+
+    assert MAX_SKIP == MAX_PAIR_SKIP  # the config's bound and the loader's are one limit, kept in two torch layers
 
     ds = SceneDataset(write_synthetic_dataset(tmp_path / "long", scenes=4, views=16, size=8, seed=0))
     seen = {int(k) for b in make_pair_loader(ds, batch_size=2, skips=(11, 12), seed=0) for k in b["skip"]}
