@@ -249,6 +249,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="wm_out/demo", help="output directory (default ./wm_out/demo)")
     p.add_argument("--jobs", type=int, default=None, help="agent runs in parallel (default: one per core)")
     p.add_argument("--device", default=None, help="device for GQN training (default: the preset's)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads of the GQN training and the probe (default: torch's, one per core); on a CPU "
+        "shared with another job, 1 avoids oversubscription, which can slow the GQN stage several-fold",
+    )
     p.set_defaults(handler=_cmd_demo)
 
 
@@ -446,4 +453,4 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from agents.demo import run_demo
 
-    return run_demo(preset=args.preset, out=args.out, jobs=args.jobs, device=args.device)
+    return run_demo(preset=args.preset, out=args.out, jobs=args.jobs, device=args.device, threads=args.threads)

@@ -217,10 +217,13 @@ def preset_stages(preset: DemoPreset) -> tuple[str, ...]:
 
 
 def stage_commands(
-    preset: DemoPreset, out: Path, jobs: int | None = None, device: str | None = None
+    preset: DemoPreset, out: Path, jobs: int | None = None, device: str | None = None, threads: int | None = None
 ) -> dict[str, list[str]]:
-    """The ``wm`` command of each stage of :func:`preset_stages` (the GQN one for a fresh run), in order."""
+    """The ``wm`` command of each stage of :func:`preset_stages` (the GQN one for a fresh run), in order.
+
+    ``threads`` sets torch's CPU threads of the GQN training and the probe (None: torch's default)."""
     p = preset
+    torch_threads = ["--threads", str(threads)] if threads is not None else []
     data, gqn, untrained = out / "data", out / "gqn", out / "untrained"
     marker = ["--env-kwarg", "target_marker=true"] if p.target_marker else []
     repr_args = f"--context-views {p.context_views} --aggregate {p.aggregate}"
@@ -316,6 +319,7 @@ def stage_commands(
             str(max(1, p.gqn_steps // 4)),
             "--seed",
             "0",
+            *torch_threads,
         ),
         "untrained": _wm("train", "untrained", "--like", str(gqn), "--out", str(untrained), "--seed", "0"),
         "probe": _wm(
@@ -338,6 +342,7 @@ def stage_commands(
             "--out",
             str(out / "probe"),
             *marker,
+            *torch_threads,
         ),
         "compare": compare(out / "compare", "moving", moving_arms),
         "compare-fixed": compare(out / "compare-fixed", "fixed", [("pixels", "pixels"), ("repr", f"repr@{gqn}")]),
@@ -372,7 +377,11 @@ def _changed_settings(stored: dict, current: dict) -> list[str]:
 
 
 def run_demo(
-    preset: str = "small", out: str = "wm_out/demo", jobs: int | None = None, device: str | None = None
+    preset: str = "small",
+    out: str = "wm_out/demo",
+    jobs: int | None = None,
+    device: str | None = None,
+    threads: int | None = None,
 ) -> int:
     """Run (or resume) the demo; returns the exit code of the first failing stage, else 0."""
     if preset not in PRESETS:
@@ -397,9 +406,12 @@ def run_demo(
             flush=True,
         )
     stages = preset_stages(p)
-    commands = stage_commands(p, root, jobs, device)
+    if threads is not None and threads < 0:
+        raise ValueError(f"--threads must be >= 0 (0: torch's default), got {threads}")
+    commands = stage_commands(p, root, jobs, device, threads)
     if "gqn" not in state["stages"] and _gqn_has_checkpoint(root / "gqn"):
-        commands["gqn"] = _wm("train", "gqn", "--resume", "--out", str(root / "gqn"))  # interrupted: continue it
+        resume = ["--threads", str(threads)] if threads is not None else []
+        commands["gqn"] = _wm("train", "gqn", "--resume", "--out", str(root / "gqn"), *resume)  # continue it
     marker = ", target marker" if p.target_marker else ""
     pv = "pixels+viewpoint, " if p.pixels_viewpoint else ""
     titles = {

@@ -12,8 +12,9 @@ report gives each mode's per-round steps/s and their median, and the ratios of m
 
 Modes: ``bare`` (``model.loss`` -> ``backward`` -> ``torch.optim.Adam`` with its default
 implementation), ``bare_fused`` (the same with the fused Adam kernel the engine now uses),
-``engine`` (``wm train bench``'s code path: the real ``Trainer`` on in-memory batches), and
-``baseline`` (the engine of ``--baseline-tree``).
+``engine`` (``wm train bench``'s code path: the real ``Trainer`` on in-memory batches),
+``engine_bf16`` (the same under bf16 autocast, with ``--bf16``; fp32 is the CPU default) and
+``baseline`` (the engine of ``--baseline-tree``, fp32).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-MODES = ("bare", "bare_fused", "engine", "baseline")
+MODES = ("bare", "bare_fused", "engine", "engine_bf16", "baseline")
 
 
 def bare_loop(args: argparse.Namespace, fused: bool) -> list[float]:
@@ -59,7 +60,7 @@ def bare_loop(args: argparse.Namespace, fused: bool) -> list[float]:
     return times[args.warmup :]
 
 
-def engine_cmd(args: argparse.Namespace, result: Path) -> list[str]:
+def engine_cmd(args: argparse.Namespace, result: Path, precision: str = "fp32") -> list[str]:
     """The subprocess entry of ``wm train bench`` (present in both trees) for one run."""
     return [
         sys.executable,
@@ -86,7 +87,7 @@ def engine_cmd(args: argparse.Namespace, result: Path) -> list[str]:
         "--device",
         "cpu",
         "--precision",
-        "fp32",
+        precision,
     ]
 
 
@@ -99,7 +100,7 @@ def measure(mode: str, args: argparse.Namespace) -> float:
             cmd = [sys.executable, __file__, "--one", mode, "--result", str(result), *_shared(args)]
             cwd = ROOT
         else:
-            cmd, cwd = engine_cmd(args, result), ROOT
+            cmd, cwd = engine_cmd(args, result, "bf16" if mode == "engine_bf16" else "fp32"), ROOT
             if mode == "baseline":
                 cwd = Path(args.baseline_tree)
                 env["PYTHONPATH"] = str(cwd)  # its worldmodel shadows this checkout's
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (each runs every mode once)")
     p.add_argument("--baseline-tree", default=None, help="checkout of the main to compare the engine step against")
     p.add_argument("--json", default=None, help="write the figures here")
+    p.add_argument("--bf16", action="store_true", help="also run the engine under bf16 autocast (engine_bf16)")
     p.add_argument("--one", choices=("bare", "bare_fused"), help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         times = bare_loop(args, fused=args.one == "bare_fused")
         Path(args.result).write_text(json.dumps({"steps_per_s": len(times) / sum(times)}))
         return 0
-    modes = [m for m in MODES if m != "baseline" or args.baseline_tree]
+    modes = [m for m in MODES if (m != "baseline" or args.baseline_tree) and (m != "engine_bf16" or args.bf16)]
     rates: dict[str, list[float]] = {m: [] for m in modes}
     for r in range(args.rounds):
         for mode in modes:
@@ -149,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if "baseline" in med:
         summary["engine_speedup_vs_baseline"] = med["engine"] / med["baseline"]
+        if "engine_bf16" in med:
+            summary["engine_bf16_speedup_vs_baseline"] = med["engine_bf16"] / med["baseline"]
     print(json.dumps(summary, indent=2))
     if args.json:
         from worldmodel.atomic import atomic_write_json

@@ -220,3 +220,23 @@ def test_demo_help_runs():
     out = _run([sys.executable, "-m", "agents.cli", "demo", "--help"])
     assert out.returncode == 0 and "--preset" in out.stdout
     assert "{" + ",".join(PRESETS) + "}" in out.stdout.replace("\n", "").replace(" ", "")  # every preset is accepted
+
+
+def test_threads_reach_the_gqn_probe_and_resume_commands(tmp_path, monkeypatch):
+    from agents.cli import build_parser
+
+    cmds = stage_commands(PRESETS["small"], tmp_path, threads=1)
+    gqn = _run([*cmds["gqn"], "--print-config"])
+    assert gqn.returncode == 0, gqn.stderr
+    assert json.loads(gqn.stdout)["train"]["threads"] == 1
+    assert build_parser().parse_args(cmds["probe"][3:]).threads == 1
+    assert "--threads" not in stage_commands(PRESETS["small"], tmp_path)["gqn"]  # unset: torch's default
+
+    # An interrupted GQN stage resumes with the threads of the rerun.
+    (tmp_path / "gqn" / "checkpoints" / "step_00000001").mkdir(parents=True)
+    ran: list[list[str]] = []
+    monkeypatch.setattr(demo.subprocess, "call", lambda cmd: ran.append(cmd) or (7 if "--resume" in cmd else 0))
+    assert run_demo("small", out=str(tmp_path), threads=1) == 7  # data ran (0), then the GQN resume (7)
+    assert ran[-1][-5:] == ["--resume", "--out", str(tmp_path / "gqn"), "--threads", "1"]
+    with pytest.raises(ValueError, match="--threads must be >= 0"):
+        run_demo("small", out=str(tmp_path), threads=-1)

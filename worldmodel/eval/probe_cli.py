@@ -36,6 +36,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from worldmodel.eval.eval_cli_io import add_threads_option, apply_threads
+
 PROBE_CHOICES = ("ridge", "mlp")
 PROBE_FILE = "probe.json"
 PLOT_FILE = "probe.png"
@@ -268,6 +270,7 @@ def handle_probe(args: argparse.Namespace) -> int:
     from worldmodel.untrained import make_untrained
 
     _check_args(args)
+    apply_threads(args.threads)
     kwargs: dict[str, Any] = {"device": args.device}
     if args.features is not None:
         kwargs["features"] = args.features
@@ -442,4 +445,5 @@ def add_probe_parser(sub: Any) -> None:
         "--seed", type=int, default=0, help="seed of the rollouts, the episode split and the MLP (default: 0)"
     )
     p.add_argument("--device", default="cpu", help="where to run the encoders (default: cpu)")
+    add_threads_option(p)
     p.set_defaults(handler=handle_probe)
