@@ -9,7 +9,7 @@ doing less arithmetic, so this script measures the three numbers that decide it:
 1. the floating-point work of one training step (forward + backward), counted by
    ``torch.utils.flop_counter.FlopCounterMode`` on the real model and batch, with the share of
    each kind of layer (the Conv-LSTM gate convolutions dominate);
-2. the throughput of the step's largest convolution alone (same shapes, forward + both backward
+2. the throughput of the step's dominant convolution shape alone (same shapes, forward + both backward
    passes), fp32 and bf16 autocast: the practical ceiling a step made of such convolutions can reach;
 3. the step itself (``model.loss`` -> backward -> fused Adam), fp32 and bf16 autocast.
 
@@ -68,26 +68,32 @@ def step_flops(model: nn.Module, batch: Any) -> tuple[int, dict[str, int]]:
 
 
 def largest_conv(model: nn.Module, batch: Any) -> dict[str, Any]:
-    """The Conv2d whose calls in one forward carry the most FLOPs, with the input shape of a call."""
-    calls: Counter[str] = Counter()
-    shapes: dict[str, tuple[int, ...]] = {}
+    """The convolution shape that carries the most forward FLOPs, summed over the modules that share it.
+
+    The unshared cores of the paper config are 12 modules each with one gate conv of the same shape,
+    so grouping by shape (channels, kernel, stride, padding, input size) finds the gate convs, which
+    no single module would."""
+    flops: Counter[tuple[Any, ...]] = Counter()
+    example: dict[tuple[Any, ...], tuple[str, nn.Conv2d, tuple[int, ...]]] = {}
     modules = {id(m): (name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         name, conv = modules[id(module)]
+        shape = tuple(inputs[0].shape)
+        key = (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.groups, shape)
         k = conv.kernel_size[0] * conv.kernel_size[1]
-        calls[name] += 2 * output.numel() * (conv.in_channels // conv.groups) * k
-        shapes[name] = tuple(inputs[0].shape)
+        flops[key] += 2 * output.numel() * (conv.in_channels // conv.groups) * k
+        example.setdefault(key, (name, conv, shape))
 
     handles = [m.register_forward_hook(hook) for _, m in modules.values()]
     with torch.no_grad():
         model.loss(batch)
     for h in handles:
         h.remove()
-    name, forward_flops = calls.most_common(1)[0]
-    conv = dict(model.named_modules())[name]
-    share = forward_flops / sum(calls.values())
-    return {"name": name, "module": conv, "input_shape": shapes[name], "forward_flop_share_of_convs": share}
+    key, forward_flops = flops.most_common(1)[0]
+    name, conv, shape = example[key]
+    share = forward_flops / sum(flops.values())
+    return {"name": name, "module": conv, "input_shape": shape, "forward_flop_share_of_convs": share}
 
 
 def conv_throughput(conv: nn.Conv2d, shape: tuple[int, ...], dtype: torch.dtype | None, **timing: int) -> float:
